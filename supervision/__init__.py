@@ -1,0 +1,71 @@
+"""framehub's actor runtime on Trio: actors, refs, supervision trees, timers, fault injection.
+
+Anchors: Erlang/OTP supervisors (strategies, restart types, intensity), Akka (watch, backoff),
+pykka (tell / ask, lifecycle hooks). This package knows nothing of framehub's domain.
+"""
+
+from ._actor import (
+    DEFAULT_ASK_TIMEOUT,
+    Actor,
+    ActorContext,
+    ActorRef,
+    Supervisor,
+    Terminated,
+    Timer,
+    supervisor,
+)
+from ._asyncio_bridge import AsyncioBridge
+from ._cell import State
+from ._errors import (
+    ActorCrashed,
+    ActorError,
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    DomainError,
+    InjectedFault,
+    MailboxFull,
+    RestartIntensityExceeded,
+    SystemFailure,
+)
+from ._faults import FaultAction, FaultInjector, FaultRule, InstalledFault
+from ._spec import Backoff, ChildSpec, Intensity, Restart, Strategy, Supervision
+from ._system import ActorSnapshot, ActorSystem, DeadLetter, DeadLetters, open_system
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT",
+    "Actor",
+    "ActorContext",
+    "ActorCrashed",
+    "ActorError",
+    "ActorNotFound",
+    "ActorRef",
+    "ActorSnapshot",
+    "ActorStopped",
+    "ActorSystem",
+    "AskTimeout",
+    "AsyncioBridge",
+    "Backoff",
+    "ChildSpec",
+    "DeadLetter",
+    "DeadLetters",
+    "DomainError",
+    "FaultAction",
+    "FaultInjector",
+    "FaultRule",
+    "InjectedFault",
+    "InstalledFault",
+    "Intensity",
+    "MailboxFull",
+    "Restart",
+    "RestartIntensityExceeded",
+    "State",
+    "Strategy",
+    "Supervision",
+    "Supervisor",
+    "SystemFailure",
+    "Terminated",
+    "Timer",
+    "open_system",
+    "supervisor",
+]

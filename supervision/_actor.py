@@ -1,0 +1,232 @@
+"""What actor code sees: the ``Actor`` base class, ``ActorRef`` and the ``ActorContext``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+import msgspec
+import trio
+
+from ._errors import AskTimeout
+from ._mailbox import Reply
+from ._spec import Backoff, ChildSpec, Intensity, Restart, Strategy, Supervision
+
+if TYPE_CHECKING:
+    from ._cell import Cell
+    from ._system import ActorSystem
+
+M = TypeVar("M")
+N = TypeVar("N")
+
+DEFAULT_ASK_TIMEOUT = 5.0
+"""Seconds ``ask`` waits for a reply unless told otherwise (gen_server:call's default)."""
+
+
+class Terminated(msgspec.Struct, frozen=True, kw_only=True):
+    """Delivered to a watcher when the watched actor has stopped for good."""
+
+    path: str
+    reason: str
+
+
+class ActorRef(Generic[M]):
+    """The address of an actor. It stays valid across restarts: the mailbox belongs to it.
+
+    ``M`` is the type of message the actor accepts, so that mypy refuses a wrong message.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def path(self) -> str:
+        return self._cell.path
+
+    @property
+    def alive(self) -> bool:
+        """False once the actor has stopped for good."""
+        return not self._cell.mailbox.closed
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.path}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+    async def tell(self, message: M) -> None:
+        """Queue ``message``; waits while the mailbox is full (backpressure).
+
+        Raises ``ActorStopped`` if the actor has stopped for good. It is a checkpoint only
+        when it has to wait for space.
+        """
+        await self._cell.mailbox.put((message, None))
+
+    def tell_nowait(self, message: M) -> None:
+        """Queue ``message`` or raise ``MailboxFull`` at once."""
+        self._cell.mailbox.put_nowait((message, None))
+
+    async def ask(self, message: M, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send ``message`` and return what its handler returns.
+
+        Raises the handler's ``DomainError``; ``ActorCrashed`` if the handler crashed the
+        actor; ``ActorStopped`` if the actor stopped before handling it; ``AskTimeout`` if no
+        reply came within ``timeout`` seconds (waiting for mailbox space included). A timed-out
+        request stays queued and may still be handled; only its reply is dropped.
+        """
+        reply = Reply()
+        mailbox = self._cell.mailbox
+        if timeout is None:
+            await mailbox.put((message, reply))
+            return await reply.wait()
+        with trio.move_on_after(timeout):
+            await mailbox.put((message, reply))
+            return await reply.wait()
+        raise AskTimeout(self._cell.path, timeout)
+
+
+class Timer:
+    """A pending timer message; ``cancel`` stops it. Timers die with the actor incarnation."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self._scope = scope
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._scope.cancel_called
+
+
+class ActorContext(Generic[M]):
+    """The runtime as one incarnation of an actor sees it."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def ref(self) -> ActorRef[M]:
+        return self._cell.ref
+
+    @property
+    def path(self) -> str:
+        return self._cell.path
+
+    @property
+    def system(self) -> ActorSystem:
+        return self._cell.system
+
+    def lookup(self, path: str) -> ActorRef[Any]:
+        """The live actor at ``path``; raises ``ActorNotFound``."""
+        return self._cell.system.lookup(path)
+
+    async def spawn(self, spec: ChildSpec[N]) -> ActorRef[N]:
+        """Start a child under this actor (path ``<mine>/<spec.name>``), supervised by it.
+
+        Children of an ordinary actor are stopped when its incarnation ends; children of a
+        supervisor stay registered with it and are restarted with it.
+        """
+        return await self._cell.children.start_child(spec)
+
+    async def spawn_many(self, specs: list[ChildSpec[Any]]) -> list[ActorRef[Any]]:
+        """Start several children at once; cheaper than one ``spawn`` each."""
+        return await self._cell.children.start_children(specs)
+
+    async def stop_child(self, name: str) -> None:
+        """Stop a child for good, letting it drain its mailbox first."""
+        await self._cell.children.stop_child(name)
+
+    def stop(self) -> None:
+        """Stop myself once the queued messages are handled (a normal exit, not a crash)."""
+        self._cell.request_stop()
+
+    def send_after(self, delay: float, message: M) -> Timer:
+        """Deliver ``message`` to myself once, ``delay`` seconds from now."""
+        return self._cell.start_timer(delay, message, repeat=False)
+
+    def send_every(self, interval: float, message: M) -> Timer:
+        """Deliver ``message`` to myself every ``interval`` seconds (fixed rate, no drift)."""
+        return self._cell.start_timer(interval, message, repeat=True)
+
+    def watch(self, ref: ActorRef[Any], on_terminated: Callable[[Terminated], M]) -> None:
+        """When ``ref`` stops for good, deliver ``on_terminated(Terminated(...))`` to me."""
+        self._cell.watch(ref._cell, on_terminated)
+
+    def unwatch(self, ref: ActorRef[Any]) -> None:
+        ref._cell.watchers.pop(self._cell, None)
+
+
+class Actor(Generic[M]):
+    """Base class of every actor. Override ``receive``; optionally the lifecycle hooks.
+
+    One instance lives for one incarnation: after a crash the supervisor builds a new instance
+    through the child spec's factory, and ``on_start`` rebuilds state from durable storage.
+    Handlers run one message at a time. A handler's return value is the reply to an ``ask``;
+    raising a ``DomainError`` answers the asker and keeps the actor running; any other exception
+    crashes it.
+    """
+
+    keeps_children: bool = False
+    """Supervisors keep their children registered across their own restarts."""
+
+    _context: ActorContext[M]
+
+    @property
+    def context(self) -> ActorContext[M]:
+        return self._context
+
+    async def on_start(self) -> None:
+        """Called before the first message of each incarnation."""
+
+    async def receive(self, message: M) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not handle {message!r}")
+
+    async def on_stop(self) -> None:
+        """Called after a requested stop, once the mailbox is drained (or abandoned)."""
+
+    async def on_failure(self, error: BaseException) -> None:
+        """Called after the incarnation crashed, before the supervisor restarts it."""
+
+
+class Supervisor(Actor[NoReturn]):
+    """An actor whose only work is supervising its children."""
+
+    keeps_children = True
+
+    async def receive(self, message: NoReturn) -> NoReturn:
+        raise TypeError(f"supervisor {self.context.path} takes no messages, got {message!r}")
+
+
+def supervisor(
+    name: str,
+    children: list[ChildSpec[Any]] | tuple[ChildSpec[Any], ...] = (),
+    *,
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    intensity: Intensity | None = None,
+    backoff: Backoff | None = None,
+    restart: Restart = Restart.PERMANENT,
+    shutdown_timeout: float = 30.0,
+) -> ChildSpec[Any]:
+    """A child spec for a pure supervisor with the given children and policy."""
+    return ChildSpec(
+        name=name,
+        factory=Supervisor,
+        restart=restart,
+        shutdown_timeout=shutdown_timeout,
+        supervision=Supervision(
+            strategy=strategy,
+            intensity=intensity if intensity is not None else Intensity(),
+            backoff=backoff if backoff is not None else Backoff(),
+        ),
+        children=tuple(children),
+    )
