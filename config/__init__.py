@@ -1,0 +1,25 @@
+"""The hub's settings: typed, frozen, validated, loaded from defaults, a TOML file and env vars.
+
+This package's only public surface is what ``__all__`` lists; the underscore modules may change.
+"""
+
+from config._loader import SettingsError, load_settings
+from config._settings import (
+    ConsoleSettings,
+    HttpSettings,
+    JournalSettings,
+    MqttSettings,
+    RuntimeSettings,
+    Settings,
+)
+
+__all__ = [
+    "ConsoleSettings",
+    "HttpSettings",
+    "JournalSettings",
+    "MqttSettings",
+    "RuntimeSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
