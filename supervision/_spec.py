@@ -61,7 +61,7 @@ class Backoff:
     def delay(self, consecutive: int, random_factor: float) -> float:
         if consecutive <= 0:
             return 0.0
-        base = min(self.max_s, self.min_s * 2.0 ** (consecutive - 1))
+        base = min(self.max_s, self.min_s * 2.0 ** min(consecutive - 1, 64))
         return base * (1.0 + self.jitter * random_factor)
 
 

@@ -1,0 +1,133 @@
+"""The hub's supervision tree and the ``serve`` lifecycle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actors.journal import AuditLog, Journal, JournalKeeper
+from actors.store import Store
+from config import Settings
+from supervision import (
+    ActorSystem,
+    Backoff,
+    ChildSpec,
+    Intensity,
+    Strategy,
+    open_asyncio_bridge,
+    open_system,
+    supervisor,
+)
+
+log = logging.getLogger("framehub")
+
+
+DATABASE_NAME = "framehub.db"
+
+
+def hub_tree(settings: Settings, journal: Journal) -> ChildSpec[Any]:
+    """The root of the hub: infra, domain, frames and edge subtrees (ARCHITECTURE.md).
+
+    The database and the journal are resources opened before the tree and closed after it;
+    the actors receive them through their constructors.
+    """
+    runtime = settings.runtime
+    intensity = Intensity(max_restarts=runtime.max_restarts, within_s=runtime.restart_window_s)
+    backoff = Backoff(
+        min_s=runtime.backoff_min_s,
+        max_s=runtime.backoff_max_s,
+        jitter=runtime.backoff_jitter,
+        reset_s=runtime.backoff_reset_s,
+    )
+
+    def subtree(name: str, strategy: Strategy, children: list[ChildSpec[Any]]) -> ChildSpec[Any]:
+        return supervisor(
+            name,
+            children,
+            strategy=strategy,
+            intensity=intensity,
+            backoff=backoff,
+            shutdown_timeout=runtime.shutdown_timeout_s * 4,
+        )
+
+    capacity = runtime.mailbox_capacity
+    retention_s = settings.journal.retention_hours * 3600
+    infra: list[ChildSpec[Any]] = [
+        ChildSpec(
+            "journal",
+            lambda: JournalKeeper(journal, retention_s=retention_s),
+            mailbox_capacity=capacity,
+        ),
+        ChildSpec("audit", lambda: AuditLog(journal), mailbox_capacity=capacity),
+    ]
+    return subtree(
+        "root",
+        Strategy.ONE_FOR_ONE,
+        [
+            subtree("infra", Strategy.REST_FOR_ONE, infra),
+            subtree("domain", Strategy.ONE_FOR_ONE, []),
+            subtree("frames", Strategy.ONE_FOR_ONE, []),
+            subtree("edge", Strategy.ONE_FOR_ONE, []),
+        ],
+    )
+
+
+def write_ports(data_dir: Path, ports: dict[str, int]) -> None:
+    """Publish the listening ports atomically: readers never see a half-written file."""
+    target = data_dir / "ports.json"
+    temporary = target.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(ports))
+    os.replace(temporary, target)
+
+
+def _describe_tree(system: ActorSystem) -> list[str]:
+    lines: list[str] = []
+    stack = [system.snapshot()]
+    while stack:
+        node = stack.pop()
+        lines.append(f"{node.path} ({node.actor_class}, {node.strategy or 'worker'})")
+        stack.extend(reversed(node.children))
+    return lines
+
+
+async def serve(
+    settings: Settings, *, on_ready: Callable[[ActorSystem], Awaitable[None]] | None = None
+) -> None:
+    """Run the hub until SIGINT or SIGTERM, then shut down gracefully.
+
+    Graceful means: the tree stops children before parents, last started first, each actor
+    draining its mailbox within its shutdown timeout; then the database is closed. Raises
+    ``SystemFailure`` if the root of the tree gives up, ``StoreError`` if the database in the
+    data directory cannot be used (it is then left untouched).
+    """
+    data_dir = settings.data_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "ports.json").unlink(missing_ok=True)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            open_asyncio_bridge() as bridge,
+            Store.open(data_dir / DATABASE_NAME, bridge) as store,
+        ):
+            journal = Journal(
+                store,
+                max_attempts=settings.journal.max_attempts,
+                batch_max=settings.journal.batch_max,
+            )
+            async with open_system(hub_tree(settings, journal), bridge=bridge) as system:
+                for line in _describe_tree(system):
+                    log.info("started %s", line)
+                write_ports(data_dir, {})
+                log.info("framehub ready (data in %s)", data_dir)
+                if on_ready is not None:
+                    await on_ready(system)
+                async for signum in signals:
+                    log.info("received %s; shutting down", signal.Signals(signum).name)
+                    break
+    log.info("framehub stopped")

@@ -1,0 +1,311 @@
+"""Every journal event, named as in CONTRACTS.md, as frozen msgspec Structs in one tagged union.
+
+The tag is the event name (``"file.uploaded"``), stored in the ``event`` field, so the journal
+decodes stored bytes straight into the right class. Every event carries the same envelope:
+a unique id, when it happened, who caused it (``audit``) and a ``correlation_id`` that follows
+one upload, campaign or alert through every event it causes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+
+def utc_now() -> str:
+    """Now as an RFC 3339 UTC timestamp with milliseconds (``2026-11-21T23:00:00.000Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Audit(msgspec.Struct, frozen=True, kw_only=True):
+    """Who caused a change: a user, a frame, or the hub itself (``id`` names the part)."""
+
+    kind: Literal["user", "frame", "system"]
+    id: str
+
+    @classmethod
+    def user(cls, user_id: str) -> Audit:
+        return cls(kind="user", id=user_id)
+
+    @classmethod
+    def frame(cls, frame_id: str) -> Audit:
+        return cls(kind="frame", id=frame_id)
+
+    @classmethod
+    def system(cls, part: str) -> Audit:
+        return cls(kind="system", id=part)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
+    """The envelope every event shares. Subclasses add the fields of their kind."""
+
+    audit: Audit
+    correlation_id: str = msgspec.field(default_factory=new_id)
+    event_id: str = msgspec.field(default_factory=new_id)
+    occurred_at: str = msgspec.field(default_factory=utc_now)
+
+    @property
+    def event_name(self) -> str:
+        tag = type(self).__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+
+class Face(msgspec.Struct, frozen=True, kw_only=True):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class AiMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """What analysis found in a photo (seed fields ``labels``, ``faces``, ``objects``)."""
+
+    labels: list[str] = []
+    faces: list[Face] = []
+    objects: list[str] = []
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    camera: str | None = None
+    gps: tuple[float, float] | None = None
+    orientation: int | None = None
+    palette: list[str] = []
+    phash: str | None = None
+
+
+# -- uploader (seed storage_service) ---------------------------------------------------------
+
+
+class FileUploaded(Event, frozen=True, kw_only=True, tag="file.uploaded"):
+    file_id: str
+    user_id: str
+    file_name: str
+    file_size: int
+    content_type: str
+    storage_path: str
+    sha256: str
+    metadata: dict[str, str] = {}
+
+
+class FileUploadedWithAi(Event, frozen=True, kw_only=True, tag="file.uploaded.with_ai"):
+    file_id: str
+    user_id: str
+    file_name: str
+    file_size: int
+    content_type: str
+    storage_path: str
+    sha256: str
+    metadata: dict[str, str] = {}
+    ai_metadata: AiMetadata
+
+
+class FileDeleted(Event, frozen=True, kw_only=True, tag="file.deleted"):
+    file_id: str
+    user_id: str
+
+
+# -- album -----------------------------------------------------------------------------------
+
+
+class AlbumCreated(Event, frozen=True, kw_only=True, tag="album.created"):
+    album_id: str
+    owner_id: str
+    name: str
+
+
+class AlbumPhotoAdded(Event, frozen=True, kw_only=True, tag="album.photo_added"):
+    album_id: str
+    file_id: str
+
+
+class AlbumPhotoRemoved(Event, frozen=True, kw_only=True, tag="album.photo_removed"):
+    album_id: str
+    file_id: str
+
+
+class AlbumDeleted(Event, frozen=True, kw_only=True, tag="album.deleted"):
+    album_id: str
+
+
+# -- media cache (seed media_service) --------------------------------------------------------
+
+
+class MediaVersionCreated(Event, frozen=True, kw_only=True, tag="media.version_created"):
+    file_id: str
+    size: str
+    width: int
+    height: int
+    sha256: str
+
+
+class MediaCacheReady(Event, frozen=True, kw_only=True, tag="media.cache_ready"):
+    file_id: str
+    sizes: list[str]
+
+
+class PhotoMetadataUpdated(Event, frozen=True, kw_only=True, tag="photo.metadata_updated"):
+    file_id: str
+    ai_metadata: AiMetadata
+
+
+# -- device registry (seed device_service) ---------------------------------------------------
+
+
+class DeviceRegistered(Event, frozen=True, kw_only=True, tag="device.registered"):
+    device_id: str
+    name: str
+    model: str
+    hw_version: str
+    width: int
+    height: int
+    orientation: str
+
+
+class DeviceUpdated(Event, frozen=True, kw_only=True, tag="device.updated"):
+    device_id: str
+    changes: dict[str, str] = {}
+
+
+class DeviceDeleted(Event, frozen=True, kw_only=True, tag="device.deleted"):
+    device_id: str
+
+
+class DeviceOnline(Event, frozen=True, kw_only=True, tag="device.online"):
+    device_id: str
+
+
+class DeviceOffline(Event, frozen=True, kw_only=True, tag="device.offline"):
+    device_id: str
+    reason: str = ""
+
+
+# -- OTA -------------------------------------------------------------------------------------
+
+
+class FirmwareUploaded(Event, frozen=True, kw_only=True, tag="firmware.uploaded"):
+    firmware_id: str
+    version: str
+    model: str
+    min_hw_version: str
+    sha256: str
+    size: int
+
+
+class CampaignCreated(Event, frozen=True, kw_only=True, tag="campaign.created"):
+    campaign_id: str
+    firmware_id: str
+    device_ids: list[str]
+
+
+class CampaignStarted(Event, frozen=True, kw_only=True, tag="campaign.started"):
+    campaign_id: str
+
+
+class CampaignPaused(Event, frozen=True, kw_only=True, tag="campaign.paused"):
+    campaign_id: str
+    reason: str
+
+
+class UpdateCancelled(Event, frozen=True, kw_only=True, tag="update.cancelled"):
+    campaign_id: str
+    device_id: str | None = None
+
+
+class RollbackInitiated(Event, frozen=True, kw_only=True, tag="rollback.initiated"):
+    campaign_id: str
+    device_ids: list[str]
+
+
+class UpdateCompleted(Event, frozen=True, kw_only=True, tag="update.completed"):
+    campaign_id: str
+    device_id: str
+    firmware_version: str
+
+
+class UpdateFailed(Event, frozen=True, kw_only=True, tag="update.failed"):
+    campaign_id: str
+    device_id: str
+    error: str
+
+
+# -- telemetry -------------------------------------------------------------------------------
+
+
+class TelemetryDataReceived(Event, frozen=True, kw_only=True, tag="telemetry.data.received"):
+    device_id: str
+    samples: int
+    last_sample_at: str
+
+
+class MetricDefined(Event, frozen=True, kw_only=True, tag="metric.defined"):
+    name: str
+    unit: str
+    kind: str
+
+
+class AlertRuleCreated(Event, frozen=True, kw_only=True, tag="alert.rule.created"):
+    rule_id: str
+    metric: str
+    comparison: str
+    threshold: float
+    severity: str
+    device_id: str | None = None
+    model: str | None = None
+
+
+class AlertTriggered(Event, frozen=True, kw_only=True, tag="alert.triggered"):
+    alert_id: str
+    rule_id: str
+    device_id: str
+    metric: str
+    value: float
+    severity: str
+
+
+class AlertResolved(Event, frozen=True, kw_only=True, tag="alert.resolved"):
+    alert_id: str
+    rule_id: str
+    device_id: str
+    note: str = ""
+
+
+AnyEvent = (
+    FileUploaded
+    | FileUploadedWithAi
+    | FileDeleted
+    | AlbumCreated
+    | AlbumPhotoAdded
+    | AlbumPhotoRemoved
+    | AlbumDeleted
+    | MediaVersionCreated
+    | MediaCacheReady
+    | PhotoMetadataUpdated
+    | DeviceRegistered
+    | DeviceUpdated
+    | DeviceDeleted
+    | DeviceOnline
+    | DeviceOffline
+    | FirmwareUploaded
+    | CampaignCreated
+    | CampaignStarted
+    | CampaignPaused
+    | UpdateCancelled
+    | RollbackInitiated
+    | UpdateCompleted
+    | UpdateFailed
+    | TelemetryDataReceived
+    | MetricDefined
+    | AlertRuleCreated
+    | AlertTriggered
+    | AlertResolved
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

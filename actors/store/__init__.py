@@ -1,0 +1,5 @@
+"""The hub's SQLite database: transactions that carry events, group commit, migrations."""
+
+from ._store import Entry, Store, StoreError, Transaction
+
+__all__ = ["Entry", "Store", "StoreError", "Transaction"]
