@@ -11,7 +11,7 @@ import trio
 from config import Settings, SettingsError, load_settings
 from supervision import SystemFailure
 
-BENCHMARKS = ("actors",)
+BENCHMARKS = ("actors", "journal")
 
 
 def _settings() -> Settings:
@@ -32,6 +32,7 @@ def _configure_logging(level: str) -> None:
 
 def cmd_serve(_: argparse.Namespace) -> int:
     from actors import serve
+    from actors.store import StoreError
 
     settings = _settings()
     _configure_logging(settings.log_level)
@@ -40,13 +41,64 @@ def cmd_serve(_: argparse.Namespace) -> int:
     except SystemFailure as failure:
         logging.getLogger("framehub").critical("framehub stopped: %s", failure)
         return 1
+    except StoreError as error:
+        logging.getLogger("framehub").critical("framehub cannot start: %s", error)
+        return 1
     return 0
 
 
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    """List parked events, or ask for one to be handed to its subscriber again."""
+    import msgspec
+
+    from actors import DATABASE_NAME
+    from actors.journal import Journal, UnknownDeadLetter
+    from actors.store import Store, StoreError
+    from supervision import open_asyncio_bridge
+
+    settings = _settings()
+    database = settings.data_path / DATABASE_NAME
+    if not database.exists():
+        print(f"framehub: no database at {database}", file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        async with open_asyncio_bridge() as bridge, Store.open(database, bridge) as store:
+            journal = Journal(store)
+            if args.action == "list":
+                letters = await journal.dead_letters(args.subscriber)
+                if args.json:
+                    print(msgspec.json.encode(letters).decode())
+                for letter in [] if args.json else letters:
+                    flag = " (replay requested)" if letter.replay_requested else ""
+                    print(
+                        f"{letter.id}\t{letter.subscriber}\t#{letter.seq} {letter.event}\t"
+                        f"{letter.attempts} attempts\t{letter.parked_at}\t{letter.error}{flag}"
+                    )
+                return 0
+            try:
+                letter = await journal.request_replay(args.id)
+            except UnknownDeadLetter as error:
+                print(f"framehub: {error}", file=sys.stderr)
+                return 1
+            print(
+                f"replay of dead letter {letter.id} ({letter.event} for {letter.subscriber}) "
+                "requested; a running hub picks it up within seconds, a stopped one at start"
+            )
+            return 0
+
+    try:
+        return trio.run(run)
+    except StoreError as error:
+        print(f"framehub: {error}", file=sys.stderr)
+        return 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.name == "actors":
-        from bench.actors import main as bench_main
-    bench_main(json_output=args.json)
+    import importlib
+
+    benchmark = importlib.import_module(f"bench.{args.name}")
+    benchmark.main(json_output=args.json)
     return 0
 
 
@@ -55,6 +107,14 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the hub until SIGINT/SIGTERM")
     serve.set_defaults(handler=cmd_serve)
+    letters = commands.add_parser("deadletters", help="list or replay parked events")
+    letter_actions = letters.add_subparsers(dest="action", required=True)
+    listing = letter_actions.add_parser("list", help="list parked events")
+    listing.add_argument("--subscriber", default=None)
+    listing.add_argument("--json", action="store_true")
+    replay = letter_actions.add_parser("replay", help="hand a parked event to its subscriber again")
+    replay.add_argument("id", type=int)
+    letters.set_defaults(handler=cmd_deadletters)
     bench = commands.add_parser("bench", help="run a benchmark and print figures and ratios")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--json", action="store_true", help="end with one JSON line of figures")

@@ -14,7 +14,7 @@ from ._actor import (
     Timer,
     supervisor,
 )
-from ._asyncio_bridge import AsyncioBridge
+from ._asyncio_bridge import AsyncioBridge, open_asyncio_bridge
 from ._cell import State
 from ._errors import (
     ActorCrashed,
@@ -66,6 +66,7 @@ __all__ = [
     "SystemFailure",
     "Terminated",
     "Timer",
+    "open_asyncio_bridge",
     "open_system",
     "supervisor",
 ]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 import msgspec
 import trio
 
-from ._errors import AskTimeout
+from ._errors import ActorStopped, AskTimeout
 from ._mailbox import Reply
 from ._spec import Backoff, ChildSpec, Intensity, Restart, Strategy, Supervision
 
@@ -70,6 +70,18 @@ class ActorRef(Generic[M]):
     def tell_nowait(self, message: M) -> None:
         """Queue ``message`` or raise ``MailboxFull`` at once."""
         self._cell.mailbox.put_nowait((message, None))
+
+    def nudge(self, message: M) -> None:
+        """Queue a wake-up note even when the mailbox is full.
+
+        Only for notices a sender coalesces (at most one outstanding, e.g. "new events are
+        waiting"), so the overflow is bounded by the number of such senders. Data goes
+        through ``tell``. Raises ``ActorStopped`` once the actor has stopped for good.
+        """
+        mailbox = self._cell.mailbox
+        if mailbox.closed:
+            raise ActorStopped(self._cell.path)
+        mailbox.put_unbounded((message, None))
 
     async def ask(self, message: M, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send ``message`` and return what its handler returns.

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import trio_asyncio
 
+from ._errors import lone_error
+
 T = TypeVar("T")
 
 
@@ -40,5 +42,11 @@ class AsyncioBridge:
 @asynccontextmanager
 async def open_asyncio_bridge() -> AsyncIterator[AsyncioBridge]:
     """Open the asyncio loop for the duration of the block."""
-    async with trio_asyncio.open_loop():
-        yield AsyncioBridge()
+    try:
+        async with trio_asyncio.open_loop():
+            yield AsyncioBridge()
+    except BaseExceptionGroup as group:
+        error = lone_error(group)
+        if error is None:
+            raise
+        raise error from None

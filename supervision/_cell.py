@@ -105,6 +105,7 @@ class Cell:
         "_children",
         "_exited",
         "_expected",
+        "_hooks",
         "_pending_restart",
         "_scope",
         "_started",
@@ -152,6 +153,7 @@ class Cell:
         self.actor: Actor[Any] | None = None
         self._children: Children | None = None
         self._scope: trio.CancelScope | None = None
+        self._hooks: trio.CancelScope | None = None
         self._exited: trio.Event | None = None
         self._started: trio.Event | None = None
         self._stop = _KEEP_GOING
@@ -216,6 +218,8 @@ class Cell:
             )
             assert self._scope is not None
             self._scope.cancel()
+            if self._hooks is not None:
+                self._hooks.cancel()
             await exited.wait()
 
     def finalize(self, reason: str) -> None:
@@ -276,13 +280,22 @@ class Cell:
             keep = actor is not None and actor.keeps_children
             await self._children.stop_all(drain=graceful and self._stop == _DRAIN, keep=keep)
         if actor is not None:
-            try:
-                if graceful:
-                    await actor.on_stop()
-                else:
-                    await actor.on_failure(error if error is not None else ActorStopped(self.path))
-            except Exception as exc:
-                log.warning("%s: lifecycle hook failed: %r", self.path, exc)
+            # The hooks run outside the incarnation's scope: give ``stop`` its own handle on them,
+            # and run them already cancelled if ``stop`` has given up waiting before they began.
+            self._hooks = hooks = trio.CancelScope()
+            if self._scope is not None and self._scope.cancel_called:
+                hooks.cancel()
+            with hooks:
+                try:
+                    if graceful:
+                        await actor.on_stop()
+                    else:
+                        await actor.on_failure(
+                            error if error is not None else ActorStopped(self.path)
+                        )
+                except Exception as exc:
+                    log.warning("%s: lifecycle hook failed: %r", self.path, exc)
+            self._hooks = None
         self.actor = None
         self.state = State.STOPPED if self._expected else State.RESTARTING
         if self.parent is None:
@@ -431,6 +444,7 @@ class Children:
 
     async def start_all(self) -> None:
         """Start the static children, then any kept from before, one after the other in order."""
+        self.restart_times.clear()  # a new incarnation of the supervisor: a fresh history (OTP)
         for spec in self.owner.spec.children:
             if spec.name not in self.by_name:
                 self._add(spec)

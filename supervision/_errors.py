@@ -76,5 +76,19 @@ class SystemFailure(ActorError):
         self.cause = cause
 
 
+def lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single exception inside nested one-member groups, else None.
+
+    Nurseries that exist only as plumbing (the asyncio loop's, the system's) wrap whatever the
+    user's block raised; callers deserve the error they raised, not a group of one.
+    """
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error
+
+
 class InjectedFault(Exception):
     """Raised inside a handler by a fault-injection rule with the ``crash`` action."""

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from ._actor import ActorRef
+from ._actor import ActorRef, Supervisor
 from ._asyncio_bridge import AsyncioBridge, open_asyncio_bridge
 from ._cell import Cell, StartChildren, State, StopChild
-from ._errors import ActorNotFound, SystemFailure
+from ._errors import ActorNotFound, SystemFailure, lone_error
 from ._faults import FaultInjector
 from ._mailbox import SYSTEM, Reply
 from ._spec import ChildSpec
@@ -196,7 +196,7 @@ class ActorSystem:
     def _snapshot(self, cell: Cell) -> ActorSnapshot:
         actor = cell.actor
         children = cell._children.order if cell._children is not None else []
-        has_children = bool(children) or bool(cell.spec.children)
+        has_children = bool(children) or bool(cell.spec.children) or cell.spec.factory is Supervisor
         return ActorSnapshot(
             path=cell.path,
             actor_class=type(actor).__name__ if actor is not None else _factory_name(cell),
@@ -224,13 +224,15 @@ async def open_system(
     batch_size: int = 64,
     seed: int | None = None,
     with_asyncio: bool = True,
+    bridge: AsyncioBridge | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the block.
 
     The block is entered once the whole static tree has started (each child's ``on_start``
     done, in order, as OTP starts a supervision tree). Leaving the block normally shuts the
     tree down gracefully (each actor drains its mailbox; children stop before parents, in
-    reverse start order).
+    reverse start order). Pass ``bridge`` to share an asyncio bridge opened outside (resources
+    such as the database are opened before the tree and closed after it).
     If the root itself fails (a supervisor's restart intensity escalated to the top) the block
     is cancelled and ``SystemFailure`` is raised. ``batch_size`` is how many messages an actor
     handles before it yields to other tasks.
@@ -239,15 +241,22 @@ async def open_system(
         raise ValueError("batch_size must be at least 1")
     failure: BaseException | None = None
     async with AsyncExitStack() as stack:
-        bridge = await stack.enter_async_context(open_asyncio_bridge()) if with_asyncio else None
-        async with trio.open_nursery() as nursery:
-            system = ActorSystem(nursery, bridge, batch_size=batch_size, seed=seed)
-            try:
-                await system.start_root(root)
-                yield system
-                await system.shutdown()
-            finally:
-                nursery.cancel_scope.cancel()
+        if bridge is None and with_asyncio:
+            bridge = await stack.enter_async_context(open_asyncio_bridge())
+        try:
+            async with trio.open_nursery() as nursery:
+                system = ActorSystem(nursery, bridge, batch_size=batch_size, seed=seed)
+                try:
+                    await system.start_root(root)
+                    yield system
+                    await system.shutdown()
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            error = lone_error(group)
+            if error is None:
+                raise
+            raise error from None
         failure = system.failure
     if failure is not None:
         raise SystemFailure(failure)

@@ -25,6 +25,7 @@ class Subscription:
         "buffer",
         "buffered_from",
         "capacity",
+        "caught_up",
         "lagging",
         "name",
         "nudge",
@@ -47,6 +48,7 @@ class Subscription:
         self.lagging = False
         self.nudged = False
         self.redeliveries = False
+        self.caught_up: Callable[[], bool] = lambda: False
 
     def matches(self, event_name: str) -> bool:
         known = self._matches.get(event_name)

@@ -96,6 +96,10 @@ class Consumer:
             await store.commit(tx)
         else:
             cursor = int(row[0])
+        # Failed attempts of a previous incarnation: a later success must clear their rows.
+        attempts = await store.fetch_all(
+            "SELECT seq, attempts FROM journal_attempts WHERE subscriber = ?", (name,)
+        )
         ref = context.ref
 
         def nudge() -> None:
@@ -114,6 +118,8 @@ class Consumer:
             batch_max=batch_max,
             retry_base_s=retry_base_s,
         )
+        consumer._attempts.update((int(seq), int(count)) for seq, count in attempts)
+        subscription.caught_up = lambda: consumer.caught_up
         subscription.wake()
         return consumer
 

@@ -126,22 +126,25 @@ class Journal:
     async def prune(self, older_than_s: float) -> int:
         """Delete events every subscriber has handled and that are older than the limit.
 
-        An event some subscriber (running or not) has not yet handled is never deleted.
+        An event some subscriber (running or not) has not yet handled is never deleted. A
+        running subscriber with nothing left to do has seen every event so far, matching or
+        not, so its cursor first moves to the end of the journal: a subscriber to rare events
+        does not hold back retention.
         """
-        row = await self.store.fetch_one(
-            "SELECT count(*) FROM events WHERE seq <= (SELECT min(seq) FROM journal_cursors) "
-            "AND published_at < ?",
-            (time.time() - older_than_s,),
-        )
+        advance = Transaction()
+        last = self.store.last_seq
+        for subscription in self.bus.subscriptions.values():
+            if subscription.caught_up():
+                advance.advance_cursor(subscription.name, last)
+        await self.store.commit(advance)
+        cutoff = time.time() - older_than_s
+        where = "seq <= (SELECT min(seq) FROM journal_cursors) AND published_at < ?"
+        row = await self.store.fetch_one(f"SELECT count(*) FROM events WHERE {where}", (cutoff,))
         count = int(row[0]) if row else 0
         if count:
-            tx = Transaction()
-            tx.execute(
-                "DELETE FROM events WHERE seq <= (SELECT min(seq) FROM journal_cursors) "
-                "AND published_at < ?",
-                (time.time() - older_than_s,),
-            )
-            await self.store.commit(tx)
+            delete = Transaction()
+            delete.execute(f"DELETE FROM events WHERE {where}", (cutoff,))
+            await self.store.commit(delete)
         return count
 
 

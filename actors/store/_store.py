@@ -219,14 +219,22 @@ class Store:
     """The database of one hub. Open it with ``Store.open``."""
 
     def __init__(
-        self, path: Path, conn: aiosqlite.Connection, bridge: AsyncioBridge, last_seq: int
+        self,
+        path: Path,
+        conn: aiosqlite.Connection,
+        bridge: AsyncioBridge,
+        last_seq: int,
+        *,
+        reader: aiosqlite.Connection,
     ) -> None:
         self.path = path
         self._conn = conn
+        self._reader = reader
         self._bridge = bridge
         self.last_seq = last_seq
         self._queue: list[_Pending] = []
         self._leading = False
+        self._write_lock = trio.Lock()
         self.batch_max = 512
         self.commit_listeners: list[Callable[[list[Entry]], None]] = []
         self.commits = 0
@@ -247,6 +255,7 @@ class Store:
         as it was: nothing is written to it.
         """
         _check_header(path)
+        reader: aiosqlite.Connection | None = None
         try:
             conn = await bridge.run(_connect, str(path))
         except sqlite3.Error as error:
@@ -258,28 +267,52 @@ class Store:
                 raise StoreError(f"{path} is not a usable SQLite database: {error}") from error
             if check != "ok":
                 raise StoreError(f"{path} is damaged (SQLite quick_check: {check})")
-            await bridge.run(_script, conn, "PRAGMA journal_mode=WAL;")
-            await bridge.run(
-                _script,
-                conn,
-                f"PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; "
-                "PRAGMA busy_timeout=5000;",
-            )
-            await bridge.run(_script, conn, _VERSIONS_SCHEMA)
-            store = cls(path, conn, bridge, 0)
+            tables = {
+                row[0]
+                for row in await bridge.run(
+                    _fetch, conn, "SELECT name FROM sqlite_master WHERE type = 'table'", ()
+                )
+            }
+            if tables and "schema_versions" not in tables:
+                raise StoreError(
+                    f"{path} is a SQLite database of another program (tables: "
+                    f"{', '.join(sorted(tables)[:5])}); it was left untouched"
+                )
+            try:
+                await bridge.run(_script, conn, "PRAGMA journal_mode=WAL;")
+                await bridge.run(
+                    _script,
+                    conn,
+                    f"PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; "
+                    "PRAGMA busy_timeout=5000;",
+                )
+                await bridge.run(_script, conn, _VERSIONS_SCHEMA)
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot use database {path}: {error}") from error
+            reader = await bridge.run(_connect, str(path))
+            store = cls(path, conn, bridge, 0, reader=reader)
             await store.migrate("journal", JOURNAL_MIGRATIONS)
-            row = await store.fetch_one("SELECT coalesce(max(seq), 0) FROM events")
+            # Pruning may have emptied the events table: the cursors remember how far the
+            # journal went, so sequence numbers are never handed out twice.
+            row = await store.fetch_one(
+                "SELECT max(coalesce((SELECT max(seq) FROM events), 0), "
+                "coalesce((SELECT max(seq) FROM journal_cursors), 0))"
+            )
             assert row is not None
             store.last_seq = int(row[0])
             yield store
         finally:
             with trio.CancelScope(shield=True):
+                if reader is not None:
+                    await bridge.run(reader.close)
                 await bridge.run(conn.close)
 
     # -- reading -------------------------------------------------------------------------
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        return await self._bridge.run(_fetch, self._conn, sql, params)
+        """Rows of a query on a connection of its own: it sees committed data only, never a
+        group commit that is half-way through its transaction."""
+        return await self._bridge.run(_fetch, self._reader, sql, params)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         rows = await self.fetch_all(sql, params)
@@ -296,21 +329,34 @@ class Store:
         """
         if not _OWNER.match(owner):
             raise ValueError(f"invalid schema owner {owner!r}")
-        row = await self.fetch_one("SELECT version FROM schema_versions WHERE owner = ?", (owner,))
-        current = int(row[0]) if row else 0
-        if current > len(migrations):
-            raise StoreError(
-                f"the database has {owner} schema version {current}, newer than this framehub "
-                f"({len(migrations)}); upgrade framehub instead"
+        # Not while a group commit is half-way through its transaction on this connection
+        # (executescript would commit it early), nor alongside another migration.
+        async with self._write_lock:
+            row = await self.fetch_one(
+                "SELECT version FROM schema_versions WHERE owner = ?", (owner,)
             )
-        for version in range(current, len(migrations)):
-            script = (
-                f"BEGIN IMMEDIATE;\n{migrations[version]}\n;"
-                f"INSERT INTO schema_versions (owner, version) VALUES ('{owner}', {version + 1}) "
-                f"ON CONFLICT (owner) DO UPDATE SET version = excluded.version;\nCOMMIT;"
-            )
-            await self._bridge.run(_script, self._conn, script)
-            log.info("migrated %s schema to version %d", owner, version + 1)
+            current = int(row[0]) if row else 0
+            if current > len(migrations):
+                raise StoreError(
+                    f"the database has {owner} schema version {current}, newer than this "
+                    f"framehub ({len(migrations)}); upgrade framehub instead"
+                )
+            for version in range(current, len(migrations)):
+                script = (
+                    f"BEGIN IMMEDIATE;\n{migrations[version]}\n;"
+                    f"INSERT INTO schema_versions (owner, version) VALUES ('{owner}', "
+                    f"{version + 1}) ON CONFLICT (owner) DO UPDATE SET version = "
+                    "excluded.version;\nCOMMIT;"
+                )
+                try:
+                    with trio.CancelScope(shield=True):
+                        await self._bridge.run(_script, self._conn, script)
+                except sqlite3.Error as error:
+                    raise StoreError(
+                        f"{self.path}: migrating the {owner} schema to version {version + 1} "
+                        f"failed: {error}"
+                    ) from error
+                log.info("migrated %s schema to version %d", owner, version + 1)
         return len(migrations)
 
     # -- writing -------------------------------------------------------------------------
@@ -346,7 +392,8 @@ class Store:
                             self._queue[: self.batch_max],
                             self._queue[self.batch_max :],
                         )
-                        await self._write_group(group)
+                        async with self._write_lock:
+                            await self._write_group(group)
             finally:
                 self._leading = False
         if pending.error is not None:
@@ -411,7 +458,10 @@ class Store:
                     log.exception("an on-commit callback failed")
         if published:
             for listener in self.commit_listeners:
-                listener(published)
+                try:
+                    listener(published)
+                except Exception:
+                    log.exception("a commit listener failed")
 
 
 def _store_error(error: Exception) -> Exception:

@@ -1,0 +1,1 @@
+"""The frame side of framehub: the frame program and the fleet simulator (in progress)."""
