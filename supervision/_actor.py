@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
@@ -9,7 +10,7 @@ import msgspec
 import trio
 
 from ._errors import ActorStopped, AskTimeout
-from ._mailbox import Reply
+from ._mailbox import Reply, trim
 from ._spec import Backoff, ChildSpec, Intensity, Restart, Strategy, Supervision
 
 if TYPE_CHECKING:
@@ -20,7 +21,17 @@ M = TypeVar("M")
 N = TypeVar("N")
 
 DEFAULT_ASK_TIMEOUT = 5.0
-"""Seconds ``ask`` waits for a reply unless told otherwise (gen_server:call's default)."""
+"""Seconds ``ask`` waits for a reply unless the system or the call says otherwise
+(gen_server:call's default)."""
+
+
+class Default(enum.Enum):
+    """Marks "use the actor system's configured value"."""
+
+    DEFAULT = "default"
+
+
+DEFAULT = Default.DEFAULT
 
 
 class Terminated(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,23 +94,34 @@ class ActorRef(Generic[M]):
             raise ActorStopped(self._cell.path)
         mailbox.put_unbounded((message, None))
 
-    async def ask(self, message: M, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+    async def ask(self, message: M, *, timeout: float | Default | None = DEFAULT) -> Any:
         """Send ``message`` and return what its handler returns.
 
         Raises the handler's ``DomainError``; ``ActorCrashed`` if the handler crashed the
         actor; ``ActorStopped`` if the actor stopped before handling it; ``AskTimeout`` if no
-        reply came within ``timeout`` seconds (waiting for mailbox space included). A timed-out
+        reply came within ``timeout`` seconds (waiting for mailbox space included; by default
+        the system's ``ask_timeout``, 5 s unless configured; None waits forever). A timed-out
         request stays queued and may still be handled; only its reply is dropped.
         """
+        cell = self._cell
+        if timeout is DEFAULT:
+            timeout = cell.system.ask_timeout
         reply = Reply()
-        mailbox = self._cell.mailbox
+        mailbox = cell.mailbox
         if timeout is None:
             await mailbox.put((message, reply))
             return await reply.wait()
+        if len(mailbox.items) < mailbox.capacity:
+            mailbox.put_nowait((message, reply))
+            deadlines = cell.system.ask_deadlines.track(reply, timeout, cell.path)
+            try:
+                return await reply.wait()
+            finally:
+                trim(deadlines)
         with trio.move_on_after(timeout):
             await mailbox.put((message, reply))
             return await reply.wait()
-        raise AskTimeout(self._cell.path, timeout)
+        raise AskTimeout(cell.path, timeout)
 
 
 class Timer:

@@ -28,7 +28,7 @@ from ._errors import (
     RestartIntensityExceeded,
 )
 from ._faults import FaultAction
-from ._mailbox import SYSTEM, Mailbox, Reply
+from ._mailbox import SYSTEM, Latch, Mailbox, Reply
 from ._spec import ChildSpec, Restart, Strategy
 
 if TYPE_CHECKING:
@@ -102,13 +102,13 @@ def _describe(error: BaseException | None, killed: bool) -> str:
 
 class Cell:
     __slots__ = (
+        "_alive",
         "_children",
-        "_exited",
+        "_exit_event",
         "_expected",
         "_hooks",
         "_pending_restart",
         "_scope",
-        "_started",
         "_stop",
         "_timers",
         "actor",
@@ -154,8 +154,8 @@ class Cell:
         self._children: Children | None = None
         self._scope: trio.CancelScope | None = None
         self._hooks: trio.CancelScope | None = None
-        self._exited: trio.Event | None = None
-        self._started: trio.Event | None = None
+        self._alive = False
+        self._exit_event: trio.Event | None = None
         self._stop = _KEEP_GOING
         self._expected = False
         self._timers: set[trio.CancelScope] = set()
@@ -170,12 +170,12 @@ class Cell:
     @property
     def running(self) -> bool:
         """An incarnation is alive (starting, running or stopping)."""
-        return self._exited is not None and not self._exited.is_set()
+        return self._alive
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> trio.Event:
-        """Start a new incarnation; the returned event is set once it runs (or failed to start).
+    def start(self, started: Latch) -> None:
+        """Start a new incarnation; ``started`` counts down once it runs (or failed to start).
 
         The mailbox, with what is queued in it, carries over from the previous incarnation.
         """
@@ -184,11 +184,45 @@ class Cell:
         self._expected = False
         self._pending_restart = None
         self._scope = trio.CancelScope()
-        self._exited = trio.Event()
-        self._started = started = trio.Event()
+        self._alive = True
+        self._exit_event = None
         self.state = State.STARTING
-        self.system.nursery.start_soon(self._run, self._scope, started, self._exited)
-        return started
+        try:
+            actor = self.spec.factory()
+        except Exception as error:
+            self._record_error(error)
+            self._spawn(started, None, error)
+            return
+        actor._context = ActorContext(self)
+        self.actor = actor
+        if (
+            type(actor).on_start is Actor.on_start
+            and not self.spec.children
+            and not (self._children and self._children.order)
+        ):
+            # Nothing to do until a message arrives: the actor stays dormant, without a task,
+            # and its mailbox spawns one on the first message (Erlang and Akka schedule idle
+            # actors the same way). An idle actor costs a few objects, not a task.
+            self.state = State.RUNNING
+            started.count_down()
+            if self.mailbox.items or self._stop:
+                self._spawn(None, actor, None)
+            else:
+                self.mailbox.dormant = self._awaken
+        else:
+            self._spawn(started, actor, None)
+
+    def _spawn(
+        self, started: Latch | None, actor: Actor[Any] | None, error: Exception | None
+    ) -> None:
+        assert self._scope is not None
+        self.system.nursery.start_soon(
+            self._run, self._scope, started, actor, error, name=self.path
+        )
+
+    def _awaken(self) -> None:
+        self.mailbox.dormant = None
+        self._spawn(None, self.actor, None)
 
     def request_stop(self) -> None:
         """Finish the current message and the queued ones, then stop (used by ``context.stop``)."""
@@ -203,13 +237,17 @@ class Cell:
         timeout the incarnation is cancelled. A pending (backed-off) restart is called off.
         """
         self._pending_restart = None
-        exited = self._exited
-        if exited is None or exited.is_set():
+        if not self._alive:
             return
+        if self._exit_event is None:
+            self._exit_event = trio.Event()
+        exited = self._exit_event
         self._expected = True
         self._stop = _DRAIN if drain else _STOP_NOW
         self.state = State.STOPPING
         self.mailbox.wake_receiver()
+        if self.mailbox.dormant is not None:
+            self._awaken()
         with trio.move_on_after(self.spec.shutdown_timeout):
             await exited.wait()
         if not exited.is_set():
@@ -244,29 +282,39 @@ class Cell:
         else:
             target.watchers[self] = on_terminated
 
-    async def _run(self, scope: trio.CancelScope, started: trio.Event, exited: trio.Event) -> None:
-        error: BaseException | None = None
-        actor: Actor[Any] | None = None
+    async def _run(
+        self,
+        scope: trio.CancelScope,
+        started: Latch | None,
+        actor: Actor[Any] | None,
+        error: BaseException | None,
+    ) -> None:
         try:
-            with scope:
+            if actor is not None:
                 try:
-                    actor = self.spec.factory()
-                    actor._context = ActorContext(self)
-                    self.actor = actor
-                    await actor.on_start()
-                    if self.spec.children or self._children is not None:
-                        await self.children.start_all()
-                    if self.state is State.STARTING:
-                        self.state = State.RUNNING
-                    started.set()
-                    await self._loop(actor)
+                    with scope:
+                        if started is not None:
+                            await actor.on_start()
+                            if self.spec.children or self._children is not None:
+                                await self.children.start_all()
+                            self._running()
+                            started.count_down()
+                            started = None
+                        await self._loop(actor)
                 except Exception as exc:
                     error = exc
                     self._record_error(exc)
             await self._teardown(actor, error, scope.cancelled_caught)
         finally:
-            started.set()
-            exited.set()
+            if started is not None:
+                started.count_down()
+            self._alive = False
+            if self._exit_event is not None:
+                self._exit_event.set()
+
+    def _running(self) -> None:
+        if self.state is State.STARTING:
+            self.state = State.RUNNING
 
     async def _teardown(
         self, actor: Actor[Any] | None, error: BaseException | None, killed: bool
@@ -279,7 +327,14 @@ class Cell:
         if self._children is not None:
             keep = actor is not None and actor.keeps_children
             await self._children.stop_all(drain=graceful and self._stop == _DRAIN, keep=keep)
+        hook = None
         if actor is not None:
+            kind = type(actor)
+            if graceful and kind.on_stop is not Actor.on_stop:
+                hook = actor.on_stop()
+            elif not graceful and kind.on_failure is not Actor.on_failure:
+                hook = actor.on_failure(error if error is not None else ActorStopped(self.path))
+        if hook is not None:
             # The hooks run outside the incarnation's scope: give ``stop`` its own handle on them,
             # and run them already cancelled if ``stop`` has given up waiting before they began.
             self._hooks = hooks = trio.CancelScope()
@@ -287,12 +342,7 @@ class Cell:
                 hooks.cancel()
             with hooks:
                 try:
-                    if graceful:
-                        await actor.on_stop()
-                    else:
-                        await actor.on_failure(
-                            error if error is not None else ActorStopped(self.path)
-                        )
+                    await hook
                 except Exception as exc:
                     log.warning("%s: lifecycle hook failed: %r", self.path, exc)
             self._hooks = None
@@ -379,9 +429,11 @@ class Cell:
                 except ActorNotFound as exc:
                     reply.fail(exc)
             case RestartDue(cells=cells, token=token):
-                for cell in cells:
-                    if cell._pending_restart is token and cell.parent is self:
-                        await cell.start().wait()
+                due = [c for c in cells if c._pending_restart is token and c.parent is self]
+                for cell in due:
+                    latch = Latch(1)
+                    cell.start(latch)
+                    await latch.wait()
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -450,7 +502,9 @@ class Children:
                 self._add(spec)
         for cell in list(self.order):
             if not cell.running and self.by_name.get(cell.spec.name) is cell:
-                await cell.start().wait()
+                latch = Latch(1)
+                cell.start(latch)
+                await latch.wait()
 
     async def start_child(self, spec: ChildSpec[Any]) -> ActorRef[Any]:
         """Add and start a child; returns once its ``on_start`` has run."""
@@ -467,9 +521,10 @@ class Children:
             if name in self.by_name:
                 raise ValueError(f"{self.owner.path} already has a child named {name!r}")
         cells = [self._add(spec) for spec in specs]
-        started = [cell.start() for cell in cells]
-        for event in started:
-            await event.wait()
+        latch = Latch(len(cells))
+        for cell in cells:
+            cell.start(latch)
+        await latch.wait()
         return [cell.ref for cell in cells]
 
     async def stop_child(self, name: str) -> None:
@@ -549,7 +604,9 @@ class Children:
             member._pending_restart = token
         if delay <= 0:
             for member in group:
-                await member.start().wait()
+                latch = Latch(1)
+                member.start(latch)
+                await latch.wait()
         else:
             self.owner._schedule(
                 delay, (RestartDue(group, token), SYSTEM), repeat=False, urgent=True

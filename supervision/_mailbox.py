@@ -7,14 +7,16 @@ one wake-up of the receiving task. That is what lets an actor drain its mailbox 
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from ._errors import ActorStopped, MailboxFull
+from ._errors import ActorStopped, AskTimeout, MailboxFull
 
 SYSTEM: Any = object()
 """Marker in the reply slot of a runtime-internal message (child exits, control requests)."""
@@ -33,6 +35,11 @@ class Reply:
     @property
     def abandoned(self) -> bool:
         return self._abandoned
+
+    @property
+    def settled(self) -> bool:
+        """Answered, failed, or given up by the asker: nothing more will happen to it."""
+        return self._outcome is not None or self._abandoned
 
     def set(self, value: Any) -> None:
         self._resolve(outcome.Value(value))
@@ -73,7 +80,7 @@ class Mailbox:
     exit or a watch notice can never be lost to backpressure.
     """
 
-    __slots__ = ("_closed", "_receiver", "_senders", "capacity", "items", "path")
+    __slots__ = ("_closed", "_receiver", "_senders", "capacity", "dormant", "items", "path")
 
     def __init__(self, path: str, capacity: int) -> None:
         self.path = path
@@ -82,6 +89,8 @@ class Mailbox:
         self._receiver: Task | None = None
         self._senders: deque[Task] = deque()
         self._closed = False
+        self.dormant: Callable[[], None] | None = None
+        """Called (once) by the next message when the receiving actor has no task yet."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -98,6 +107,8 @@ class Mailbox:
         self.items.append(item)
         if self._receiver is not None:
             self.wake_receiver()
+        elif self.dormant is not None:
+            self.dormant()
 
     async def put(self, item: tuple[Any, Any]) -> None:
         """Append ``item``, waiting for space. A checkpoint only when it has to wait."""
@@ -108,6 +119,8 @@ class Mailbox:
                 self.items.append(item)
                 if self._receiver is not None:
                     self.wake_receiver()
+                elif self.dormant is not None:
+                    self.dormant()
                 return
             await self._wait_for_space()
 
@@ -125,6 +138,8 @@ class Mailbox:
         self.items.append(item)
         if self._receiver is not None:
             self.wake_receiver()
+        elif self.dormant is not None:
+            self.dormant()
 
     def popleft(self) -> tuple[Any, Any]:
         item = self.items.popleft()
@@ -154,6 +169,7 @@ class Mailbox:
     def close(self) -> None:
         """Refuse further messages; fail pending asks and waiting senders with ``ActorStopped``."""
         self._closed = True
+        self.dormant = None
         stopped = ActorStopped(self.path)
         while self.items:
             _, reply = self.items.popleft()
@@ -161,3 +177,81 @@ class Mailbox:
                 reply.fail(stopped)
         while self._senders:
             reschedule(self._senders.popleft(), outcome.Error(ActorStopped(self.path)))
+
+
+class Latch:
+    """Counts down to zero; one task may wait for that. Cheaper than an Event per child."""
+
+    __slots__ = ("_task", "count")
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._task: Task | None = None
+
+    def count_down(self) -> None:
+        self.count -= 1
+        if self.count <= 0 and self._task is not None:
+            task, self._task = self._task, None
+            reschedule(task)
+
+    async def wait(self) -> None:
+        """Return once the count is zero (at once, without a checkpoint, if it already is)."""
+        if self.count <= 0:
+            return
+        self._task = current_task()
+
+        def abort(_: Any) -> Abort:
+            self._task = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+
+class AskDeadlines:
+    """Times out pending asks without a cancel scope per ask.
+
+    Asks with the same timeout expire in the order they were made, so each timeout value
+    keeps a FIFO of (deadline, reply); one task sleeps until the earliest deadline and fails
+    the replies whose time is up with ``AskTimeout``. Answered asks are trimmed from the head
+    by their askers, so the queues hold about as many entries as there are asks in flight.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[float, deque[tuple[float, Reply, str]]] = {}
+        self._next = math.inf
+        self._sleeping: trio.CancelScope | None = None
+
+    def track(self, reply: Reply, timeout: float, path: str) -> deque[tuple[float, Reply, str]]:
+        queue = self._queues.get(timeout)
+        if queue is None:
+            queue = self._queues[timeout] = deque()
+        deadline = trio.current_time() + timeout
+        queue.append((deadline, reply, path))
+        if deadline < self._next:
+            self._next = deadline
+            if self._sleeping is not None:
+                self._sleeping.deadline = deadline
+        return queue
+
+    async def run(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=self._next) as sleeping:
+                self._sleeping = sleeping
+                await trio.sleep_forever()
+            self._sleeping = None
+            now = trio.current_time()
+            upcoming = math.inf
+            for timeout, queue in self._queues.items():
+                while queue and (queue[0][1].settled or queue[0][0] <= now):
+                    _, reply, path = queue.popleft()
+                    if not reply.settled:
+                        reply.fail(AskTimeout(path, timeout))
+                if queue:
+                    upcoming = min(upcoming, queue[0][0])
+            self._next = upcoming
+
+
+def trim(queue: deque[tuple[float, Reply, str]]) -> None:
+    """Drop answered asks from the head of a deadline queue."""
+    while queue and queue[0][1].settled:
+        queue.popleft()

@@ -20,7 +20,7 @@ from ._asyncio_bridge import AsyncioBridge, open_asyncio_bridge
 from ._cell import Cell, StartChildren, State, StopChild
 from ._errors import ActorNotFound, SystemFailure, lone_error
 from ._faults import FaultInjector
-from ._mailbox import SYSTEM, Reply
+from ._mailbox import SYSTEM, AskDeadlines, Latch, Reply
 from ._spec import ChildSpec
 
 log = logging.getLogger("supervision")
@@ -107,10 +107,13 @@ class ActorSystem:
         *,
         batch_size: int,
         seed: int | None,
+        ask_timeout: float | None = 5.0,
     ) -> None:
         self.nursery = nursery
         self._bridge = bridge
         self.batch_size = batch_size
+        self.ask_timeout = ask_timeout
+        self.ask_deadlines = AskDeadlines()
         self.rng = random.Random(seed)
         self.registry: dict[str, Cell] = {}
         self.faults = FaultInjector()
@@ -135,7 +138,9 @@ class ActorSystem:
         root = Cell(self, None, spec)
         self.registry[root.path] = root
         self._root = root
-        await root.start().wait()
+        latch = Latch(1)
+        root.start(latch)
+        await latch.wait()
 
     def root_exited(self, error: BaseException | None, killed: bool) -> None:
         assert self._root is not None
@@ -225,6 +230,7 @@ async def open_system(
     seed: int | None = None,
     with_asyncio: bool = True,
     bridge: AsyncioBridge | None = None,
+    ask_timeout: float | None = 5.0,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the block.
 
@@ -245,7 +251,10 @@ async def open_system(
             bridge = await stack.enter_async_context(open_asyncio_bridge())
         try:
             async with trio.open_nursery() as nursery:
-                system = ActorSystem(nursery, bridge, batch_size=batch_size, seed=seed)
+                system = ActorSystem(
+                    nursery, bridge, batch_size=batch_size, seed=seed, ask_timeout=ask_timeout
+                )
+                nursery.start_soon(system.ask_deadlines.run, name="ask deadlines")
                 try:
                     await system.start_root(root)
                     yield system

@@ -1,9 +1,9 @@
 """The event bus: after each commit, new journal entries are pushed to matching subscribers.
 
 Each subscription keeps a bounded in-memory buffer of entries it has not handled yet and wakes
-its actor with one coalesced nudge. A subscriber that falls too far behind loses its buffer
-(it is marked lagging) and catches up from the journal table instead, so a slow subscriber
-never holds back a publisher or another subscriber, and memory stays bounded.
+its actor with one coalesced nudge. A subscriber that falls too far behind stops buffering (it
+is marked lagging): it finishes what it buffered and reads the rest from the journal table. So
+a slow subscriber never holds back a publisher or another subscriber, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -62,19 +62,27 @@ class Subscription:
         self.buffered_from = from_seq
         self.lagging = False
 
-    def offer(self, entries: list[Entry]) -> None:
-        wanted = False
-        for entry in entries:
-            if self.matches(entry.event.event_name):
-                wanted = True
-                if not self.lagging:
-                    if len(self.buffer) >= self.capacity:
-                        self.lagging = True
-                        self.buffer.clear()
-                    else:
-                        self.buffer.append(entry)
-        if wanted:
-            self.wake()
+    def offer(self, entries: list[Entry], names: list[str]) -> None:
+        """Take the entries this subscriber wants; past capacity, stop buffering (lagging).
+
+        A lagging subscription keeps what it has buffered; the rest is read from the table.
+        """
+        matches = self._matches
+        wanted = [
+            entry
+            for entry, name in zip(entries, names, strict=True)
+            if matches.get(name) or (name not in matches and self.matches(name))
+        ]
+        if not wanted:
+            return
+        if not self.lagging:
+            room = self.capacity - len(self.buffer)
+            if len(wanted) <= room:
+                self.buffer.extend(wanted)
+            else:
+                self.buffer.extend(wanted[:room])
+                self.lagging = True
+        self.wake()
 
     def wake(self) -> None:
         if not self.nudged:
@@ -85,7 +93,7 @@ class Subscription:
 class Bus:
     """Subscriptions by name, fed by the store's commit listener."""
 
-    def __init__(self, store: Store, *, buffer_capacity: int = 10_000) -> None:
+    def __init__(self, store: Store, *, buffer_capacity: int = 65_536) -> None:
         self.store = store
         self.buffer_capacity = buffer_capacity
         self.subscriptions: dict[str, Subscription] = {}
@@ -105,5 +113,6 @@ class Bus:
             del self.subscriptions[subscription.name]
 
     def _fan_out(self, entries: list[Entry]) -> None:
+        names = [entry.event.event_name for entry in entries]
         for subscription in list(self.subscriptions.values()):
-            subscription.offer(entries)
+            subscription.offer(entries, names)

@@ -149,8 +149,16 @@ class Consumer:
                 return
 
     async def _next_batch(self) -> list[Entry]:
+        """The next events to handle, in sequence order: table catch-up first, then buffer.
+
+        When the buffer overflowed, what it holds is still handed out; once it is empty the
+        rest comes from the table and buffering starts again at the journal's end.
+        """
         sub = self._subscription
-        if sub.lagging:
+        buffer = sub.buffer
+        while buffer and buffer[0].seq <= self._scanned:
+            buffer.popleft()
+        if sub.lagging and not buffer and self._scanned >= sub.buffered_from:
             sub.restart_buffer(self._store.last_seq)
         limit = self._batch_max
         while self._scanned < sub.buffered_from:
@@ -170,10 +178,15 @@ class Consumer:
             if entries:
                 return entries
             self._scanned = rows[-1][0]
-        buffer = sub.buffer
         while buffer and buffer[0].seq <= self._scanned:
             buffer.popleft()
-        return [buffer[i] for i in range(min(limit, len(buffer)))]
+        if not buffer and sub.lagging:
+            sub.restart_buffer(self._store.last_seq)
+            if self._scanned < sub.buffered_from:
+                return await self._next_batch()
+        if len(buffer) <= limit:
+            return list(buffer)
+        return [buffer[i] for i in range(limit)]
 
     def _consumed(self, upto: int) -> None:
         self.cursor = max(self.cursor, upto)
@@ -187,6 +200,7 @@ class Consumer:
         tx = Transaction()
         last_ok: int | None = None
         failure: tuple[Entry, Exception] | None = None
+        retried = self._attempts
         for entry in entries:
             mark = tx.mark()
             try:
@@ -195,7 +209,7 @@ class Consumer:
                 tx.rollback_to(mark)
                 failure = (entry, handler_error)
                 break
-            if entry.seq in self._attempts:
+            if retried and entry.seq in retried:
                 tx.execute(
                     "DELETE FROM journal_attempts WHERE subscriber = ? AND seq = ?",
                     (self.name, entry.seq),
@@ -241,7 +255,9 @@ class Consumer:
         await self._store.commit(tx)
         if upto is not None:
             self._consumed(upto)
-            self.handled += sum(1 for e in entries if e.seq <= upto)
+            self.handled += (
+                len(entries) if upto == entries[-1].seq else sum(e.seq <= upto for e in entries)
+            )
         if retry_in is not None:
             self._retry_at = trio.current_time() + retry_in
             self._context.send_after(retry_in, NUDGE)

@@ -50,7 +50,7 @@ class Journal:
         *,
         max_attempts: int = 5,
         batch_max: int = 256,
-        buffer_capacity: int = 10_000,
+        buffer_capacity: int = 65_536,
         retry_base_s: float = 0.5,
     ) -> None:
         self.store = store

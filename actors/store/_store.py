@@ -134,24 +134,19 @@ class Transaction:
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
-    def mark(self) -> tuple[int, int, int, int, dict[str, int]]:
+    def mark(self) -> tuple[int, int, int, int, dict[str, int] | None]:
         last = len(self.statements[-1][1]) if self.statements else 0
-        return (
-            len(self.statements),
-            last,
-            len(self.events),
-            len(self._callbacks),
-            dict(self._cursors),
-        )
+        cursors = dict(self._cursors) if self._cursors else None
+        return (len(self.statements), last, len(self.events), len(self._callbacks), cursors)
 
-    def rollback_to(self, mark: tuple[int, int, int, int, dict[str, int]]) -> None:
+    def rollback_to(self, mark: tuple[int, int, int, int, dict[str, int] | None]) -> None:
         statements, last, events, callbacks, cursors = mark
         del self.statements[statements:]
         if self.statements:
             del self.statements[-1][1][last:]
         del self.events[events:]
         del self._callbacks[callbacks:]
-        self._cursors = cursors
+        self._cursors = cursors if cursors is not None else {}
 
 
 class _Pending:
@@ -170,8 +165,14 @@ async def _apply(
     event_rows: list[tuple[int, str, bytes, str, float]],
     cursors: dict[str, int],
 ) -> None:
-    """Runs on the asyncio side: one SQLite transaction, consecutive same-SQL runs batched."""
-    await conn.execute("BEGIN IMMEDIATE")
+    """Runs on the asyncio side: one SQLite transaction, consecutive same-SQL runs batched.
+
+    Every hop to aiosqlite's thread costs a wake-up of the asyncio loop, so the transaction is
+    opened implicitly by its first data statement (sqlite3's default) instead of by a BEGIN of
+    its own — unless it starts with something else, which must not run outside it.
+    """
+    if statements and not _DML.match(statements[0][0]):
+        await conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in statements:
             if len(rows) == 1:
@@ -190,15 +191,19 @@ async def _apply(
                 "ON CONFLICT (subscriber) DO UPDATE SET seq = max(seq, excluded.seq)",
                 list(cursors.items()),
             )
-        await conn.execute("COMMIT")
+        await conn.commit()
     except BaseException:
         if conn.in_transaction:
-            await conn.execute("ROLLBACK")
+            await conn.rollback()
         raise
 
 
+_DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
 async def _connect(path: str) -> aiosqlite.Connection:
-    return await aiosqlite.connect(path, isolation_level=None)
+    # sqlite3's legacy transaction handling: a data statement opens a transaction implicitly.
+    return await aiosqlite.connect(path, isolation_level="DEFERRED")
 
 
 async def _fetch(conn: aiosqlite.Connection, sql: str, params: Params) -> list[tuple[Any, ...]]:
