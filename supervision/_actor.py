@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import msgspec
@@ -191,6 +191,17 @@ class ActorContext(Generic[M]):
     def send_every(self, interval: float, message: M) -> Timer:
         """Deliver ``message`` to myself every ``interval`` seconds (fixed rate, no drift)."""
         return self._cell.start_timer(interval, message, repeat=True)
+
+    async def start_service(self, service: Callable[..., Awaitable[None]], *args: Any) -> Any:
+        """Run ``service(*args, task_status=...)`` for as long as this incarnation lives.
+
+        For work that is a long-running loop rather than a message handler: a server that
+        accepts connections, a client that reads a socket. It follows Trio's ``nursery.start``
+        protocol: this returns the value the service passes to ``task_status.started()``. The
+        service is cancelled when the incarnation ends; if it raises, the actor crashes (and
+        its supervisor restarts it, service and all).
+        """
+        return await self._cell.start_service(service, args)
 
     def watch(self, ref: ActorRef[Any], on_terminated: Callable[[Terminated], M]) -> None:
         """When ``ref`` stops for good, deliver ``on_terminated(Terminated(...))`` to me."""

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -82,6 +82,29 @@ class StopChild:
     def __init__(self, name: str, reply: Reply) -> None:
         self.name = name
         self.reply = reply
+
+
+class _Status:
+    """Passes ``started`` on, remembering whether it was called."""
+
+    __slots__ = ("_inner", "started_called")
+
+    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+        self._inner = inner
+        self.started_called = False
+
+    def started(self, value: Any = None) -> None:
+        self.started_called = True
+        self._inner.started(value)
+
+
+class ServiceFailed:
+    """Runtime message to an actor: a service it started raised; the actor crashes with it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class RestartDue:
@@ -428,6 +451,8 @@ class Cell:
                     reply.set(None)
                 except ActorNotFound as exc:
                     reply.fail(exc)
+            case ServiceFailed(error=error):
+                raise error
             case RestartDue(cells=cells, token=token):
                 due = [c for c in cells if c._pending_restart is token and c.parent is self]
                 for cell in due:
@@ -436,6 +461,34 @@ class Cell:
                     await latch.wait()
 
     # -- timers ------------------------------------------------------------------------------
+
+    async def start_service(
+        self, service: Callable[..., Awaitable[None]], args: tuple[Any, ...]
+    ) -> Any:
+        scope = trio.CancelScope()
+        self._timers.add(scope)
+        return await self.system.nursery.start(self._serve, scope, service, args)
+
+    async def _serve(
+        self,
+        scope: trio.CancelScope,
+        service: Callable[..., Awaitable[None]],
+        args: tuple[Any, ...],
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        status = _Status(task_status)
+        try:
+            with scope:
+                await service(*args, task_status=status)
+        except Exception as error:
+            if not status.started_called:
+                raise  # still inside start_service: the caller gets the error itself
+            if not self.mailbox.closed:
+                self.mailbox.put_unbounded((ServiceFailed(error), SYSTEM))
+            else:
+                log.warning("%s: service failed after the actor stopped: %r", self.path, error)
+        finally:
+            self._timers.discard(scope)
 
     def start_timer(self, delay: float, message: Any, *, repeat: bool) -> Timer:
         return Timer(self._schedule(delay, (message, None), repeat=repeat, urgent=False))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
+import supervision
 from supervision import (
     Actor,
     ActorCrashed,
@@ -314,3 +316,81 @@ async def test_poison_messages_go_to_dead_letters(events):
         assert "RuntimeError: first" in letters[0].traceback
         assert letters[0].seq < letters[1].seq
         assert system.snapshot("/w").restarts == 2
+
+
+# -- services ------------------------------------------------------------------------------
+
+
+class Served(msgspec.Struct, frozen=True):
+    pass
+
+
+class ServiceOwner(supervision.Actor[Served]):
+    """Starts a service that reports a value, then fails when the test says so."""
+
+    def __init__(
+        self, log: list[str], fail: trio.Event, cancelled: list[int], again: trio.Event
+    ) -> None:
+        self._log = log
+        self._fail = fail
+        self._cancelled = cancelled
+        self._again = again
+
+    async def on_start(self) -> None:
+        value = await self.context.start_service(self._service, "port-1")
+        self._log.append(f"started {value}")
+        if len(self._log) == 2:
+            self._again.set()
+
+    async def _service(self, name: str, *, task_status: trio.TaskStatus[str]) -> None:
+        first_incarnation = not self._log
+        task_status.started(name)
+        try:
+            if first_incarnation:
+                await self._fail.wait()
+                raise RuntimeError("service broke")
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            self._cancelled.append(1)
+            raise
+
+    async def receive(self, message: Served) -> str:
+        return "ok"
+
+
+async def test_a_failing_service_crashes_its_actor_and_is_restarted_with_it() -> None:
+    log: list[str] = []
+    cancelled: list[int] = []
+    fail, again = trio.Event(), trio.Event()
+    spec = supervision.ChildSpec("owner", lambda: ServiceOwner(log, fail, cancelled, again))
+    async with supervision.open_system(
+        supervision.supervisor("root", [spec]), with_asyncio=False
+    ) as system:
+        assert log == ["started port-1"]
+        fail.set()
+        with trio.fail_after(5):
+            await again.wait()
+        snapshot = system.snapshot("/owner")
+        assert snapshot.restarts == 1
+        assert "service broke" in (snapshot.last_error or "")
+        # The new incarnation started the service again; the failed one left nothing behind.
+        assert log == ["started port-1", "started port-1"]
+    # Shutting down cancels the running service of the current incarnation.
+    assert cancelled == [1]
+
+
+async def test_a_service_failing_before_it_started_fails_start_service() -> None:
+    class Broken(supervision.Actor[Served]):
+        async def on_start(self) -> None:
+            await self.context.start_service(self._service)
+
+        async def _service(self, *, task_status: trio.TaskStatus[None]) -> None:
+            raise OSError("address in use")
+
+    spec = supervision.ChildSpec("broken", Broken, restart=supervision.Restart.TEMPORARY)
+    async with supervision.open_system(
+        supervision.supervisor("root", [spec]), with_asyncio=False
+    ) as system:
+        # A temporary child that failed in on_start is gone, and the error is on record.
+        with pytest.raises(supervision.ActorNotFound):
+            system.lookup("/broken")
