@@ -408,6 +408,7 @@ class Cell:
                     rule = faults.match(self.path, message)
                     if rule is not None:
                         if rule.action is FaultAction.DROP:
+                            await trio.lowlevel.checkpoint()  # a flood of drops still yields
                             continue
                         if rule.action is FaultAction.CRASH:
                             raise InjectedFault(f"injected crash on {type(message).__name__}")
