@@ -94,6 +94,37 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Create a user in the data directory's database, whether or not a hub is running."""
+    from actors import DATABASE_NAME
+    from actors.accounts import create_user, migrate_accounts
+    from actors.errors import Conflict, Invalid
+    from actors.store import Store, StoreError
+    from supervision import open_asyncio_bridge
+
+    settings = _settings()
+    database = settings.data_path / DATABASE_NAME
+
+    async def run() -> int:
+        async with open_asyncio_bridge() as bridge, Store.open(database, bridge) as store:
+            await migrate_accounts(store)
+            try:
+                user = await create_user(store, args.name, admin=args.admin)
+            except (Conflict, Invalid) as error:
+                print(f"framehub: {error}", file=sys.stderr)
+                return 1
+        role = "admin user" if user.admin else "user"
+        print(f"created {role} {user.name!r} (id {user.user_id}); its API token, shown only once:")
+        print(user.token)
+        return 0
+
+    try:
+        return trio.run(run)
+    except StoreError as error:
+        print(f"framehub: {error}", file=sys.stderr)
+        return 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
@@ -115,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
     replay = letter_actions.add_parser("replay", help="hand a parked event to its subscriber again")
     replay.add_argument("id", type=int)
     letters.set_defaults(handler=cmd_deadletters)
+    users = commands.add_parser("users", help="manage users")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    add_user = user_actions.add_parser("add", help="create a user and print its API token")
+    add_user.add_argument("name")
+    add_user.add_argument("--admin", action="store_true", help="the user may manage the hub")
+    users.set_defaults(handler=cmd_users)
     bench = commands.add_parser("bench", help="run a benchmark and print figures and ratios")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--json", action="store_true", help="end with one JSON line of figures")

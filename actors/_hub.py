@@ -12,8 +12,15 @@ from typing import Any
 
 import trio
 
+from actors.accounts import Accounts
+from actors.album import Album
+from actors.api import ROUTES
+from actors.blobs import BlobStore
+from actors.http import GetHttpAddress, HttpAddress, HttpGateway
 from actors.journal import AuditLog, Journal, JournalKeeper
+from actors.media import MediaCache
 from actors.store import Store
+from actors.uploader import Uploader
 from config import Settings
 from supervision import (
     ActorSystem,
@@ -32,7 +39,17 @@ log = logging.getLogger("framehub")
 DATABASE_NAME = "framehub.db"
 
 
-def hub_tree(settings: Settings, journal: Journal) -> ChildSpec[Any]:
+BLOBS_DIR = "blobs"
+IMAGE_WORKERS = 2
+"""Threads decoding and resizing images at once: Pillow releases the GIL, 2 cores here."""
+
+
+def hub_tree(
+    settings: Settings,
+    journal: Journal,
+    blobs: BlobStore,
+    limiter: trio.CapacityLimiter,
+) -> ChildSpec[Any]:
     """The root of the hub: infra, domain, frames and edge subtrees (ARCHITECTURE.md).
 
     The database and the journal are resources opened before the tree and closed after it;
@@ -67,14 +84,37 @@ def hub_tree(settings: Settings, journal: Journal) -> ChildSpec[Any]:
         ),
         ChildSpec("audit", lambda: AuditLog(journal), mailbox_capacity=capacity),
     ]
+    store = journal.store
+    domain: list[ChildSpec[Any]] = [
+        ChildSpec("accounts", lambda: Accounts(store), mailbox_capacity=capacity),
+        ChildSpec(
+            "uploader",
+            lambda: Uploader(store, journal, blobs, limiter),
+            mailbox_capacity=capacity,
+        ),
+        ChildSpec("album", lambda: Album(store, journal), mailbox_capacity=capacity),
+        ChildSpec(
+            "media", lambda: MediaCache(store, journal, blobs, limiter), mailbox_capacity=capacity
+        ),
+    ]
+    edge: list[ChildSpec[Any]] = [
+        ChildSpec(
+            "http",
+            lambda: HttpGateway(
+                settings.http, store=store, staging_dir=blobs.staging, routes=ROUTES
+            ),
+            mailbox_capacity=capacity,
+            shutdown_timeout=max(settings.runtime.shutdown_timeout_s, 5.0),
+        ),
+    ]
     return subtree(
         "root",
         Strategy.ONE_FOR_ONE,
         [
             subtree("infra", Strategy.REST_FOR_ONE, infra),
-            subtree("domain", Strategy.ONE_FOR_ONE, []),
+            subtree("domain", Strategy.ONE_FOR_ONE, domain),
             subtree("frames", Strategy.ONE_FOR_ONE, []),
-            subtree("edge", Strategy.ONE_FOR_ONE, []),
+            subtree("edge", Strategy.ONE_FOR_ONE, edge),
         ],
     )
 
@@ -120,10 +160,15 @@ async def serve(
                 max_attempts=settings.journal.max_attempts,
                 batch_max=settings.journal.batch_max,
             )
-            async with open_system(hub_tree(settings, journal), bridge=bridge) as system:
+            blobs = BlobStore(data_dir / BLOBS_DIR)
+            limiter = trio.CapacityLimiter(IMAGE_WORKERS)
+            tree = hub_tree(settings, journal, blobs, limiter)
+            async with open_system(tree, bridge=bridge) as system:
                 for line in _describe_tree(system):
                     log.info("started %s", line)
-                write_ports(data_dir, {})
+                http: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
+                write_ports(data_dir, {"http": http.port})
+                log.info("HTTP API on %s", http.base_url)
                 log.info("framehub ready (data in %s)", data_dir)
                 if on_ready is not None:
                     await on_ready(system)

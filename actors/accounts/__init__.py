@@ -1,0 +1,44 @@
+"""Users, frames and their API tokens: who may call the hub.
+
+``Accounts`` (``/domain/accounts``) answers ``Authenticate`` with a ``Principal``; the HTTP
+gateway asks it for every request. ``create_user`` is the one way users are made, by the actor
+and by ``run.py users add`` alike.
+"""
+
+from ._accounts import (
+    ACCOUNTS_MIGRATIONS,
+    ACCOUNTS_PATH,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    Accounts,
+    AccountsMessage,
+    Authenticate,
+    CreateUser,
+    IssueFrameToken,
+    NewUser,
+    RevokeTokens,
+    check_name,
+    create_user,
+    hash_token,
+    migrate_accounts,
+)
+from ._principal import Principal
+
+__all__ = [
+    "ACCOUNTS_MIGRATIONS",
+    "ACCOUNTS_PATH",
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "Accounts",
+    "AccountsMessage",
+    "Authenticate",
+    "CreateUser",
+    "IssueFrameToken",
+    "NewUser",
+    "Principal",
+    "RevokeTokens",
+    "check_name",
+    "create_user",
+    "hash_token",
+    "migrate_accounts",
+]

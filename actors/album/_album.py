@@ -1,0 +1,508 @@
+"""``/domain/album`` (seed album_service): albums, their photos, and which frames synced them.
+
+The actor learns which files exist and who owns them from the uploader's events (it never
+reads another actor's tables) and keeps everything it answers from in memory, rebuilt from its
+own tables in ``on_start``.
+
+Two paths change state. Requests commit their own transaction and change memory once it has
+committed. Journal handlers add their effects to the consumer's transaction, which may hold a
+whole batch of events (an upload and its deletion, say): each handler changes memory as its
+last step, after everything that can fail, so the next handler of the batch sees it. If that
+transaction then fails to commit, ``drain`` raises, the actor crashes and its restart rebuilds
+memory from the database, which never saw the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from typing import Any
+
+import msgspec
+
+from actors.errors import BadRequest, Invalid, NotFound
+from actors.events import (
+    AlbumCreated,
+    AlbumDeleted,
+    AlbumPhotoAdded,
+    AlbumPhotoRemoved,
+    Audit,
+    FileDeleted,
+    FileUploaded,
+    FileUploadedWithAi,
+    new_id,
+    utc_now,
+)
+from actors.journal import Consumer, Journal, JournalNudge
+from actors.store import Entry, Store, Transaction
+from supervision import Actor
+
+log = logging.getLogger("framehub.album")
+
+MAX_NAME_LENGTH = 100
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+ALBUM_MIGRATIONS = (
+    """
+    CREATE TABLE albums (
+        album_id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX albums_owner ON albums (owner_id, created_at);
+    CREATE TABLE album_photos (
+        album_id TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (album_id, file_id)
+    );
+    CREATE INDEX album_photos_file ON album_photos (file_id);
+    CREATE TABLE album_sync_status (
+        album_id TEXT NOT NULL,
+        frame_id TEXT NOT NULL,
+        synced_seq INTEGER NOT NULL,
+        synced_at TEXT NOT NULL,
+        PRIMARY KEY (album_id, frame_id)
+    );
+    CREATE TABLE album_files (
+        file_id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL
+    );
+    """,
+)
+"""The ``album`` schema. ``album_files`` is this actor's own record of who owns which file."""
+
+_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+class CreateAlbum(msgspec.Struct, frozen=True, kw_only=True):
+    """Create an album owned by ``user_id``; answers ``AlbumInfo`` (``Invalid`` for the name)."""
+
+    user_id: str
+    name: str
+    correlation_id: str | None = None
+
+
+class ListAlbums(msgspec.Struct, frozen=True, kw_only=True):
+    """The user's albums, oldest first; answers ``AlbumPage``."""
+
+    user_id: str
+    limit: int = DEFAULT_PAGE
+    cursor: str | None = None
+
+
+class GetAlbum(msgspec.Struct, frozen=True, kw_only=True):
+    """One album with its photos in the order they were added; answers ``AlbumDetail``."""
+
+    user_id: str
+    album_id: str
+
+
+class DeleteAlbum(msgspec.Struct, frozen=True, kw_only=True):
+    """Delete an album (its photos stay uploaded); answers None."""
+
+    user_id: str
+    album_id: str
+    correlation_id: str | None = None
+
+
+class AddPhotoToAlbum(msgspec.Struct, frozen=True, kw_only=True):
+    """Add one of the user's photos to one of their albums; answers ``AlbumPhoto``.
+
+    Adding a photo that is already there changes nothing and publishes nothing.
+    """
+
+    user_id: str
+    album_id: str
+    file_id: str
+    correlation_id: str | None = None
+
+
+class RemovePhotoFromAlbum(msgspec.Struct, frozen=True, kw_only=True):
+    """Take a photo out of an album; answers None (also when it was not there)."""
+
+    user_id: str
+    album_id: str
+    file_id: str
+    correlation_id: str | None = None
+
+
+AlbumMessage = (
+    JournalNudge
+    | CreateAlbum
+    | ListAlbums
+    | GetAlbum
+    | DeleteAlbum
+    | AddPhotoToAlbum
+    | RemovePhotoFromAlbum
+)
+
+
+class AlbumInfo(msgspec.Struct, frozen=True, kw_only=True):
+    album_id: str
+    name: str
+    owner_id: str
+    photo_count: int
+    created_at: str
+
+
+class AlbumDetail(AlbumInfo, frozen=True, kw_only=True):
+    file_ids: list[str]
+    """In the order they were added, oldest first."""
+
+
+class AlbumPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AlbumInfo]
+    next_cursor: str | None
+
+
+class AlbumPhoto(msgspec.Struct, frozen=True, kw_only=True):
+    album_id: str
+    file_id: str
+    added_at: str
+
+
+# -- state -------------------------------------------------------------------------------------
+
+
+class _Album:
+    __slots__ = ("album_id", "created_at", "name", "owner_id", "photos")
+
+    def __init__(self, album_id: str, owner_id: str, name: str, created_at: str) -> None:
+        self.album_id = album_id
+        self.owner_id = owner_id
+        self.name = name
+        self.created_at = created_at
+        self.photos: dict[str, str] = {}
+        """file_id -> added_at, in the order added."""
+
+    def info(self) -> AlbumInfo:
+        return AlbumInfo(
+            album_id=self.album_id,
+            name=self.name,
+            owner_id=self.owner_id,
+            photo_count=len(self.photos),
+            created_at=self.created_at,
+        )
+
+    def detail(self) -> AlbumDetail:
+        return AlbumDetail(
+            album_id=self.album_id,
+            name=self.name,
+            owner_id=self.owner_id,
+            photo_count=len(self.photos),
+            created_at=self.created_at,
+            file_ids=list(self.photos),
+        )
+
+
+def check_album_name(name: str) -> str:
+    """The album name without surrounding white space, or ``Invalid`` saying why."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise Invalid(f"album name must be 1 to {MAX_NAME_LENGTH} characters long")
+    for char in name:
+        if unicodedata.category(char) in _UNPRINTABLE:
+            raise Invalid(f"album name must not contain control characters (U+{ord(char):04X})")
+    return name
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+
+
+def _cursor_key(cursor: str) -> tuple[str, str]:
+    created_at, sep, album_id = cursor.partition("~")
+    if not sep or not album_id:
+        raise BadRequest("malformed cursor")
+    return created_at, album_id
+
+
+# -- the actor ---------------------------------------------------------------------------------
+
+
+class Album(Actor[AlbumMessage]):
+    """``/domain/album``: owns ``albums``, ``album_photos``, ``album_sync_status``, ``album_files``.
+
+    Journal consumer ``album`` on ``file.uploaded``, ``file.uploaded.with_ai`` (learn the
+    owner; file the photo into ``metadata["album_id"]`` when that album is the uploader's) and
+    ``file.deleted`` (take the photo out of every album, forget the file).
+    """
+
+    def __init__(self, store: Store, journal: Journal) -> None:
+        self._store = store
+        self._journal = journal
+        self._consumer: Consumer | None = None
+        self._albums: dict[str, _Album] = {}
+        self._owners: dict[str, str] = {}
+        """file_id -> owner_id of every file this actor has heard of."""
+        self._albums_of: dict[str, set[str]] = {}
+        """file_id -> the albums it is in."""
+
+    async def on_start(self) -> None:
+        await self._store.migrate("album", ALBUM_MIGRATIONS)
+        for album_id, owner_id, name, created_at in await self._store.fetch_all(
+            "SELECT album_id, owner_id, name, created_at FROM albums"
+        ):
+            self._albums[album_id] = _Album(album_id, owner_id, name, created_at)
+        for album_id, file_id, added_at in await self._store.fetch_all(
+            "SELECT album_id, file_id, added_at FROM album_photos ORDER BY added_at, rowid"
+        ):
+            self._albums[album_id].photos[file_id] = added_at
+            self._albums_of.setdefault(file_id, set()).add(album_id)
+        for file_id, owner_id in await self._store.fetch_all(
+            "SELECT file_id, owner_id FROM album_files"
+        ):
+            self._owners[file_id] = owner_id
+        self._consumer = await self._journal.consume(
+            "album",
+            ["file.uploaded", "file.uploaded.with_ai", "file.deleted"],
+            self.context,
+            self._on_event,
+        )
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+
+    async def receive(self, message: AlbumMessage) -> Any:
+        # Every request first handles the events already in the journal, so that a file whose
+        # upload has committed is known here even while the nudge for it is still queued.
+        assert self._consumer is not None
+        await self._consumer.drain()
+        match message:
+            case JournalNudge():
+                return None
+            case CreateAlbum():
+                return await self._create(message)
+            case ListAlbums(user_id=user_id, limit=limit, cursor=cursor):
+                return self._list(user_id, limit, cursor)
+            case GetAlbum(user_id=user_id, album_id=album_id):
+                return self._owned(user_id, album_id).detail()
+            case DeleteAlbum():
+                return await self._delete(message)
+            case AddPhotoToAlbum():
+                return await self._add(message)
+            case RemovePhotoFromAlbum():
+                return await self._remove(message)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _create(self, message: CreateAlbum) -> AlbumInfo:
+        name = check_album_name(message.name)
+        album = _Album(new_id(), message.user_id, name, utc_now())
+        async with self._store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO albums (album_id, owner_id, name, created_at) VALUES (?, ?, ?, ?)",
+                (album.album_id, album.owner_id, album.name, album.created_at),
+            )
+            tx.publish(
+                AlbumCreated(
+                    audit=Audit.user(message.user_id),
+                    album_id=album.album_id,
+                    owner_id=album.owner_id,
+                    name=album.name,
+                    correlation_id=message.correlation_id or new_id(),
+                )
+            )
+        self._albums[album.album_id] = album
+        return album.info()
+
+    def _list(self, user_id: str, limit: int, cursor: str | None) -> AlbumPage:
+        _check_limit(limit)
+        mine = sorted(
+            (a for a in self._albums.values() if a.owner_id == user_id),
+            key=lambda a: (a.created_at, a.album_id),
+        )
+        if cursor is not None:
+            after = _cursor_key(cursor)
+            mine = [a for a in mine if (a.created_at, a.album_id) > after]
+        page = mine[:limit]
+        next_cursor = None
+        if len(mine) > limit:
+            last = page[-1]
+            next_cursor = f"{last.created_at}~{last.album_id}"
+        return AlbumPage(items=[a.info() for a in page], next_cursor=next_cursor)
+
+    async def _delete(self, message: DeleteAlbum) -> None:
+        album = self._owned(message.user_id, message.album_id)
+        async with self._store.transaction() as tx:
+            for sql in (
+                "DELETE FROM album_photos WHERE album_id = ?",
+                "DELETE FROM album_sync_status WHERE album_id = ?",
+                "DELETE FROM albums WHERE album_id = ?",
+            ):
+                tx.execute(sql, (album.album_id,))
+            tx.publish(
+                AlbumDeleted(
+                    audit=Audit.user(message.user_id),
+                    album_id=album.album_id,
+                    correlation_id=message.correlation_id or new_id(),
+                )
+            )
+        del self._albums[album.album_id]
+        for file_id in album.photos:
+            self._unindex(file_id, album.album_id)
+
+    async def _add(self, message: AddPhotoToAlbum) -> AlbumPhoto:
+        album = self._owned(message.user_id, message.album_id)
+        if self._owners.get(message.file_id) != message.user_id:
+            raise NotFound(f"no photo {message.file_id}")
+        added_at = album.photos.get(message.file_id)
+        if added_at is None:
+            added_at = utc_now()
+            async with self._store.transaction() as tx:
+                self._stage_add(
+                    tx,
+                    album,
+                    message.file_id,
+                    added_at,
+                    Audit.user(message.user_id),
+                    message.correlation_id or new_id(),
+                )
+            self._index(album, message.file_id, added_at)
+        return AlbumPhoto(album_id=album.album_id, file_id=message.file_id, added_at=added_at)
+
+    async def _remove(self, message: RemovePhotoFromAlbum) -> None:
+        album = self._owned(message.user_id, message.album_id)
+        if message.file_id not in album.photos:
+            return
+        async with self._store.transaction() as tx:
+            self._stage_remove(
+                tx,
+                album,
+                message.file_id,
+                Audit.user(message.user_id),
+                message.correlation_id or new_id(),
+            )
+        del album.photos[message.file_id]
+        self._unindex(message.file_id, album.album_id)
+
+    def _owned(self, user_id: str, album_id: str) -> _Album:
+        album = self._albums.get(album_id)
+        if album is None or album.owner_id != user_id:
+            raise NotFound(f"no album {album_id}")
+        return album
+
+    # -- journal handlers ----------------------------------------------------------------------
+
+    async def _on_event(self, entry: Entry, tx: Transaction) -> None:
+        match entry.event:
+            case FileUploaded() | FileUploadedWithAi() as event:
+                self._on_uploaded(event, tx)
+            case FileDeleted() as event:
+                self._on_deleted(event, tx)
+            case _:
+                pass
+
+    def _on_uploaded(self, event: FileUploaded | FileUploadedWithAi, tx: Transaction) -> None:
+        if event.file_id not in self._owners:
+            tx.execute(
+                "INSERT INTO album_files (file_id, owner_id) VALUES (?, ?) "
+                "ON CONFLICT (file_id) DO NOTHING",
+                (event.file_id, event.user_id),
+            )
+        album = self._album_named_by(event) if isinstance(event, FileUploadedWithAi) else None
+        if album is not None and event.file_id in album.photos:
+            album = None
+        added_at = utc_now()
+        if album is not None:
+            self._stage_add(tx, album, event.file_id, added_at, event.audit, event.correlation_id)
+        # Memory last: everything above either stays in the transaction or raised.
+        self._owners.setdefault(event.file_id, event.user_id)
+        if album is not None:
+            self._index(album, event.file_id, added_at)
+
+    def _album_named_by(self, event: FileUploadedWithAi) -> _Album | None:
+        """The album the upload asked to be filed into, if it may be: the uploader's own."""
+        album_id = event.metadata.get("album_id")
+        if not album_id:
+            return None
+        album = self._albums.get(album_id)
+        if album is None or album.owner_id != event.user_id:
+            log.warning(
+                "upload %s of user %s names album %s, which does not exist or is not theirs; "
+                "not added (correlation %s)",
+                event.file_id,
+                event.user_id,
+                album_id,
+                event.correlation_id,
+            )
+            return None
+        if self._owners.get(event.file_id, event.user_id) != event.user_id:
+            log.warning("upload %s: the file belongs to another user; not added", event.file_id)
+            return None
+        return album
+
+    def _on_deleted(self, event: FileDeleted, tx: Transaction) -> None:
+        albums = [self._albums[a] for a in sorted(self._albums_of.get(event.file_id, ()))]
+        for album in albums:
+            self._stage_remove(tx, album, event.file_id, event.audit, event.correlation_id)
+        tx.execute("DELETE FROM album_files WHERE file_id = ?", (event.file_id,))
+        for album in albums:
+            del album.photos[event.file_id]
+        self._albums_of.pop(event.file_id, None)
+        self._owners.pop(event.file_id, None)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _stage_add(
+        self,
+        tx: Transaction,
+        album: _Album,
+        file_id: str,
+        added_at: str,
+        audit: Audit,
+        correlation_id: str,
+    ) -> None:
+        tx.execute(
+            "INSERT INTO album_photos (album_id, file_id, added_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (album_id, file_id) DO NOTHING",
+            (album.album_id, file_id, added_at),
+        )
+        tx.publish(
+            AlbumPhotoAdded(
+                audit=audit,
+                album_id=album.album_id,
+                file_id=file_id,
+                correlation_id=correlation_id,
+            )
+        )
+
+    def _stage_remove(
+        self,
+        tx: Transaction,
+        album: _Album,
+        file_id: str,
+        audit: Audit,
+        correlation_id: str,
+    ) -> None:
+        tx.execute(
+            "DELETE FROM album_photos WHERE album_id = ? AND file_id = ?",
+            (album.album_id, file_id),
+        )
+        tx.publish(
+            AlbumPhotoRemoved(
+                audit=audit,
+                album_id=album.album_id,
+                file_id=file_id,
+                correlation_id=correlation_id,
+            )
+        )
+
+    def _index(self, album: _Album, file_id: str, added_at: str) -> None:
+        album.photos[file_id] = added_at
+        self._albums_of.setdefault(file_id, set()).add(album.album_id)
+
+    def _unindex(self, file_id: str, album_id: str) -> None:
+        albums = self._albums_of.get(file_id)
+        if albums is not None:
+            albums.discard(album_id)
+            if not albums:
+                del self._albums_of[file_id]

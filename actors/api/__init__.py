@@ -1,0 +1,12 @@
+"""The hub's API routes beyond accounts: photos, albums, playlists and schedules.
+
+Each route only translates HTTP into a message for the actor that owns the data.
+"""
+
+from ._albums import ALBUM_ROUTES
+from ._photos import PHOTO_ROUTES, UploadedFile
+from ._playlists import PLAYLIST_ROUTES
+
+ROUTES = (*PHOTO_ROUTES, *ALBUM_ROUTES, *PLAYLIST_ROUTES)
+
+__all__ = ["ALBUM_ROUTES", "PHOTO_ROUTES", "PLAYLIST_ROUTES", "ROUTES", "UploadedFile"]

@@ -1,0 +1,192 @@
+"""Photo routes: upload, list, describe, download (original and versions), delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from starlette.responses import FileResponse, Response
+
+from actors.errors import BadRequest, NotFound
+from actors.http import PageQuery, RequestContext, StagedUpload, UploadForm, api_route
+from actors.media import GetPhoto, GetVersion, ListPhotos, PhotoPage, PhotoView
+from actors.uploader import DeletePhoto, OpenOriginal, StoredPhoto, StorePhoto
+
+UPLOADER = "/domain/uploader"
+MEDIA = "/domain/media"
+UPLOAD_TIMEOUT_S = 120.0
+"""An upload waits for validation in a worker thread, possibly behind others: be patient."""
+
+IMMUTABLE = "private, max-age=31536000, immutable"
+"""A file id's bytes never change (a new upload is a new id), so clients may keep them."""
+
+
+class UploadedFile(msgspec.Struct, frozen=True, kw_only=True):
+    file_id: str
+    file_name: str
+    content_type: str
+    file_size: int
+    sha256: str
+
+
+class DownloadQuery(msgspec.Struct, frozen=True, kw_only=True):
+    size: Literal["original", "thumbnail", "hd", "frame"] = "original"
+    frame_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+
+
+def _metadata(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        value = msgspec.json.decode(text, type=dict[str, str])
+    except msgspec.DecodeError as error:
+        raise BadRequest(f"metadata must be a JSON object of strings: {error}") from None
+    return value
+
+
+async def upload_photo(context: RequestContext, upload: StagedUpload) -> UploadedFile | Response:
+    stored: StoredPhoto = await context.ask(
+        UPLOADER,
+        StorePhoto(
+            user_id=context.user_id,
+            staged_path=str(upload.path),
+            file_name=upload.file_name,
+            metadata=_metadata(upload.fields.get("metadata")),
+            correlation_id=context.correlation_id,
+        ),
+        timeout=UPLOAD_TIMEOUT_S,
+    )
+    reply = UploadedFile(
+        file_id=stored.file_id,
+        file_name=stored.file_name,
+        content_type=stored.content_type,
+        file_size=stored.file_size,
+        sha256=stored.sha256,
+    )
+    context.response_headers["Location"] = f"/api/v1/photos/{stored.file_id}"
+    if stored.created:
+        return reply
+    # The same bytes again from the same user: the existing photo, not a copy.
+    return Response(
+        msgspec.json.encode(reply),
+        status_code=200,
+        media_type="application/json",
+        headers=context.response_headers,
+    )
+
+
+async def list_photos(context: RequestContext, _: None) -> PhotoPage:
+    page = context.query(PageQuery)
+    reply: PhotoPage = await context.ask(
+        MEDIA,
+        ListPhotos(
+            user_id=context.user_id,
+            base_url=context.base_url,
+            limit=page.limit,
+            cursor=page.cursor,
+        ),
+    )
+    return reply
+
+
+async def get_photo(context: RequestContext, _: None) -> PhotoView:
+    reply: PhotoView = await context.ask(
+        MEDIA,
+        GetPhoto(
+            user_id=context.user_id,
+            file_id=context.path_params["file_id"],
+            base_url=context.base_url,
+        ),
+    )
+    return reply
+
+
+def _file(context: RequestContext, path: str, content_type: str, sha256: str) -> Response:
+    etag = f'"{sha256}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag in {tag.strip() for tag in context.request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=content_type, headers=headers)
+
+
+async def download(context: RequestContext, _: None) -> Response:
+    query = context.query(DownloadQuery)
+    file_id = context.path_params["file_id"]
+    if query.size == "original":
+        original = await context.ask(
+            UPLOADER, OpenOriginal(user_id=context.user_id, file_id=file_id)
+        )
+        return _file(context, original.path, original.content_type, original.sha256)
+    if query.size == "frame":
+        if query.frame_id is None:
+            raise BadRequest("size=frame needs frame_id")
+        # Frames are paired with the device registry; until a frame with this id exists,
+        # there is no panel to fit.
+        raise NotFound(f"no frame {query.frame_id}")
+    version = await context.ask(
+        MEDIA, GetVersion(user_id=context.user_id, file_id=file_id, size=query.size)
+    )
+    return _file(context, version.path, version.content_type, version.sha256)
+
+
+async def delete_file(context: RequestContext, _: None) -> None:
+    await context.ask(
+        UPLOADER,
+        DeletePhoto(
+            user_id=context.user_id,
+            file_id=context.path_params["file_id"],
+            correlation_id=context.correlation_id,
+        ),
+    )
+
+
+PHOTO_ROUTES = (
+    api_route(
+        "POST",
+        "/api/v1/storage/photos/upload",
+        upload_photo,
+        upload=UploadForm(fields=("metadata",)),
+        response=UploadedFile,
+        status=201,
+        errors=(400, 413, 415, 422, 507),
+        tags=("photos",),
+        summary="upload a photo (JPEG, PNG, WebP, GIF, HEIC/HEIF); 200 if the same bytes exist",
+    ),
+    api_route(
+        "GET",
+        "/api/v1/photos",
+        list_photos,
+        query=PageQuery,
+        response=PhotoPage,
+        tags=("photos",),
+        summary="the caller's photos, newest first",
+    ),
+    api_route(
+        "GET",
+        "/api/v1/photos/{file_id}",
+        get_photo,
+        response=PhotoView,
+        errors=(404,),
+        tags=("photos",),
+        summary="a photo with its versions and analysis",
+    ),
+    api_route(
+        "GET",
+        "/api/v1/files/download/{file_id}",
+        download,
+        query=DownloadQuery,
+        media_type="image/*",
+        errors=(400, 404),
+        tags=("photos",),
+        summary="the original bytes or a version (ETag; 304 on If-None-Match)",
+    ),
+    api_route(
+        "DELETE",
+        "/api/v1/files/{file_id}",
+        delete_file,
+        status=204,
+        errors=(404,),
+        tags=("photos",),
+        summary="delete a photo everywhere",
+    ),
+)

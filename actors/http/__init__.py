@@ -1,0 +1,96 @@
+"""The HTTP gateway (``/edge/http``): the API that phones, scripts and frames call.
+
+Routes only translate: a request becomes a typed message, the owning actor is asked, and its
+reply (or domain error) becomes the response. A route is declared with ``api_route``; the
+gateway does the rest for every route alike:
+
+* authentication (``Authorization: Bearer <token>``, asked of ``/domain/accounts``) and the
+  caller check given by ``auth``: ``"user"``, ``"admin"``, ``"frame"``, ``"user_or_frame"``,
+  or ``None`` (only outside ``/api/v1``);
+* rate limiting per token (``http.rate_limit_per_minute``) and of failed authentications per
+  client address, answered with 429 and ``Retry-After``;
+* decoding: a JSON ``body`` into its msgspec type (400 malformed JSON, 415 not JSON, 422 wrong
+  types or missing fields, with msgspec's precise message), ``query`` parameters into a Struct
+  (400 on a bad value; ``PageQuery`` gives ``?limit=`` and ``?cursor=``), or an ``upload``
+  streamed to a staged file (``StagedUpload``; 413 past ``http.max_upload_bytes``);
+* errors as ``application/problem+json`` (``actors.errors`` map to 400/401/403/404/409/413/
+  415/422/429/507; an unavailable actor is 503; anything unexpected is a logged 500 that
+  reveals nothing but a correlation id);
+* the route's entry in ``GET /openapi.json`` (OpenAPI 3.1, from the msgspec types).
+
+A route module looks like this::
+
+    class NewAlbum(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+        name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+    async def create_album(context: RequestContext, body: NewAlbum) -> AlbumView:
+        return await context.ask(
+            "/domain/album",
+            CreateAlbum(
+                user_id=context.user_id, name=body.name, correlation_id=context.correlation_id
+            ),
+        )
+
+    async def list_albums(context: RequestContext, _: None) -> Page[AlbumView]:
+        page = context.query(PageQuery)
+        return await context.ask(
+            "/domain/album", ListAlbums(user_id=context.user_id, limit=page.limit,
+                                        cursor=page.cursor)
+        )
+
+    async def upload_photo(context: RequestContext, upload: StagedUpload) -> UploadedFile:
+        # upload.path is deleted when this returns: the uploader renames it into place.
+        return await context.ask("/domain/uploader", StoreUpload(...))
+
+    ALBUM_ROUTES = (
+        api_route("POST", "/api/v1/albums", create_album, body=NewAlbum,
+                  response=AlbumView, status=201, errors=(409,), summary="create an album"),
+        api_route("GET", "/api/v1/albums", list_albums, query=PageQuery,
+                  response=Page[AlbumView], summary="the caller's albums"),
+        api_route("POST", "/api/v1/storage/photos/upload", upload_photo,
+                  upload=UploadForm(fields=("metadata",)), response=UploadedFile,
+                  status=201, errors=(415, 422, 507), summary="upload a photo"),
+    )
+
+and is served by passing ``routes=[*ALBUM_ROUTES, ...]`` to ``HttpGateway``. Path parameters
+(``/api/v1/albums/{album_id}``) are in ``context.path_params``; a handler may also return a
+Starlette ``Response`` (downloads) and add headers through ``context.response_headers``.
+"""
+
+from ._account_routes import ACCOUNT_ROUTES, NewUserRequest
+from ._gateway import GetHttpAddress, Health, HttpAddress, HttpGateway
+from ._openapi import openapi_document
+from ._problems import PROBLEM_JSON, STATUS_OF, HttpProblem, Problem
+from ._routing import (
+    API_PREFIX,
+    ApiRoute,
+    Auth,
+    Page,
+    PageQuery,
+    RequestContext,
+    api_route,
+)
+from ._uploads import StagedUpload, UploadForm
+
+__all__ = [
+    "ACCOUNT_ROUTES",
+    "API_PREFIX",
+    "PROBLEM_JSON",
+    "STATUS_OF",
+    "ApiRoute",
+    "Auth",
+    "GetHttpAddress",
+    "Health",
+    "HttpAddress",
+    "HttpGateway",
+    "HttpProblem",
+    "NewUserRequest",
+    "Page",
+    "PageQuery",
+    "Problem",
+    "RequestContext",
+    "StagedUpload",
+    "UploadForm",
+    "api_route",
+    "openapi_document",
+]

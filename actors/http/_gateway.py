@@ -1,0 +1,239 @@
+"""``/edge/http``: the HTTP API, served by Hypercorn on the actor system's own Trio run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import msgspec
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from hypercorn.typing import ASGIFramework
+from starlette.applications import Starlette
+from starlette.responses import Response
+
+from actors.accounts import ACCOUNTS_PATH
+from actors.store import Store
+from config import HttpSettings
+from supervision import Actor, ActorSnapshot
+
+from ._account_routes import ACCOUNT_ROUTES
+from ._openapi import openapi_document
+from ._pipeline import Pipeline, build_app
+from ._problems import HttpProblem
+from ._routing import ApiRoute, RequestContext, api_route
+from ._uploads import STAGED_PREFIX, STAGED_SUFFIX
+
+log = logging.getLogger("framehub.http")
+
+DATABASE_CHECK_TIMEOUT_S = 2.0
+
+
+class GetHttpAddress(msgspec.Struct, frozen=True):
+    """Where the API listens; answers ``HttpAddress``."""
+
+
+class HttpAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """The bound address (``port`` is the real one when 0 was configured) and the base URL
+    frames are given (``public_url`` if set, else ``http://host:port``)."""
+
+    host: str
+    port: int
+    base_url: str
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+
+
+def _not_running(node: ActorSnapshot) -> list[str]:
+    found = [] if node.state == "running" else [f"{node.path} is {node.state}"]
+    for child in node.children:
+        found.extend(_not_running(child))
+    return found
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HttpGateway(Actor[GetHttpAddress]):
+    """Serves ``routes`` plus ``/api/v1/me``, ``/api/v1/users``, the probes and the OpenAPI
+    document, for as long as it lives.
+
+    Start it after the actors its routes ask (``/edge`` after ``/domain``): it stops first
+    then, finishing requests in flight (up to ``graceful_timeout_s``) while they still answer.
+    Uploads are staged in ``staging_dir``, which must be on the blobs' filesystem.
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        store: Store,
+        staging_dir: Path,
+        routes: Sequence[ApiRoute] = (),
+        accounts_path: str = ACCOUNTS_PATH,
+        failed_auth_per_minute: int = 30,
+        graceful_timeout_s: float = 3.0,
+        title: str = "framehub",
+        version: str = "0.1.0",
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._staging_dir = staging_dir
+        self._routes = tuple(routes)
+        self._accounts_path = accounts_path
+        self._failed_auth_per_minute = failed_auth_per_minute
+        self._graceful_timeout_s = graceful_timeout_s
+        self._title = title
+        self._version = version
+        self._address: HttpAddress | None = None
+        self._finished = trio.Event()
+        self._served: list[ApiRoute] = []
+        self._openapi: bytes | None = None
+
+    async def on_start(self) -> None:
+        self._staging_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self._staging_dir.glob(f"{STAGED_PREFIX}*{STAGED_SUFFIX}"):
+            stale.unlink(missing_ok=True)  # left by a process that was killed mid-upload
+        settings = self._settings
+        pipeline = Pipeline(
+            system=self.context.system,
+            accounts_path=self._accounts_path,
+            staging_dir=self._staging_dir,
+            max_upload_bytes=settings.max_upload_bytes,
+            rate_limit_per_minute=settings.rate_limit_per_minute,
+            failed_auth_per_minute=self._failed_auth_per_minute,
+        )
+        routes = [*self._probe_routes(pipeline), *ACCOUNT_ROUTES, *self._routes]
+        app = build_app(routes, pipeline)
+        self._served = routes
+        config = Config()
+        config.bind = [_bind(settings.host, settings.port)]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("framehub.http.server")
+        config.graceful_timeout = self._graceful_timeout_s
+        config.include_server_header = False
+        binds: list[str] = await self.context.start_service(self._serve, app, config)
+        port = urlsplit(binds[0]).port
+        assert port is not None
+        pipeline.base_url = settings.base_url(port)
+        self._address = HttpAddress(host=settings.host, port=port, base_url=pipeline.base_url)
+        log.info("HTTP API listening on %s (public URL %s)", binds[0], pipeline.base_url)
+
+    async def on_stop(self) -> None:
+        # The incarnation's end has already asked the server to stop (see ``_serve``): return
+        # once it has closed its listener and answered the requests in flight.
+        with trio.move_on_after(self._graceful_timeout_s + 1.0):
+            await self._finished.wait()
+
+    async def receive(self, message: GetHttpAddress) -> HttpAddress:
+        assert self._address is not None
+        return self._address
+
+    async def _serve(
+        self,
+        app: Starlette,
+        config: Config,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run Hypercorn until this incarnation ends, then shut it down gracefully.
+
+        The runtime ends a service by cancelling it. Hypercorn runs shielded from that, so
+        that cancellation becomes its graceful shutdown instead: stop accepting, let requests
+        in flight finish within ``graceful_timeout_s``, close the connections.
+        """
+        shutdown = trio.Event()
+        server_scope = trio.CancelScope(shield=True)
+
+        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+            with server_scope:
+                try:
+                    await serve(
+                        cast(ASGIFramework, app),  # the same ASGI types, spelt differently
+                        config,
+                        shutdown_trigger=shutdown.wait,
+                        task_status=task_status,
+                    )
+                finally:
+                    self._finished.set()
+
+        async with trio.open_nursery() as nursery:
+            try:
+                binds: list[str] = await nursery.start(run_server)
+                task_status.started(binds)
+                await trio.sleep_forever()
+            finally:
+                shutdown.set()
+                with trio.CancelScope(shield=True) as waiting:
+                    waiting.deadline = trio.current_time() + self._graceful_timeout_s + 1.0
+                    await self._finished.wait()
+                server_scope.cancel()
+
+    # -- probes and the API description ---------------------------------------------------------
+
+    def _probe_routes(self, pipeline: Pipeline) -> list[ApiRoute]:
+        async def healthz(context: RequestContext, _: None) -> Health:
+            return Health(status="ok")
+
+        async def readyz(context: RequestContext, _: None) -> Health:
+            problems = _not_running(self.context.system.snapshot())
+            try:
+                with trio.fail_after(DATABASE_CHECK_TIMEOUT_S):
+                    await self._store.fetch_one("SELECT 1")
+            except trio.TooSlowError:
+                problems.append(
+                    f"the database did not answer within {DATABASE_CHECK_TIMEOUT_S:g} s"
+                )
+            except Exception as error:
+                problems.append(f"the database failed: {error}")
+            if problems:
+                raise HttpProblem(503, "not ready: " + "; ".join(problems))
+            return Health(status="ready")
+
+        async def openapi(context: RequestContext, _: None) -> Response:
+            if self._openapi is None:
+                document = openapi_document(
+                    self._served,
+                    title=self._title,
+                    version=self._version,
+                    server_url=pipeline.base_url,
+                )
+                self._openapi = msgspec.json.encode(document)
+            return Response(self._openapi, media_type="application/json")
+
+        return [
+            api_route(
+                "GET",
+                "/healthz",
+                healthz,
+                response=Health,
+                auth=None,
+                summary="liveness: 200 while the process serves",
+                tags=("probes",),
+            ),
+            api_route(
+                "GET",
+                "/readyz",
+                readyz,
+                response=Health,
+                auth=None,
+                errors=(503,),
+                summary="readiness: 200 when every actor runs and the database answers",
+                tags=("probes",),
+            ),
+            api_route(
+                "GET",
+                "/openapi.json",
+                openapi,
+                response=dict[str, Any],
+                auth=None,
+                summary="this API's OpenAPI 3.1 description",
+                tags=("probes",),
+            ),
+        ]

@@ -1,0 +1,491 @@
+"""``/domain/uploader`` (seed storage_service): accepts photos, keeps their records, analyses them.
+
+An upload arrives as a file the HTTP layer wrote into the blob store's staging directory. The
+uploader proves it is an image it accepts, moves it into the content-addressed blob store and,
+in one transaction, records it and publishes ``file.uploaded``. Its own journal consumer
+(``uploader-analysis``) then analyses the photo and publishes ``file.uploaded.with_ai`` in the
+same transaction that marks the row analysed, so each photo is analysed exactly once, crash or
+not. Everything runs in this one actor, one message at a time: a photo deleted while waiting
+for analysis is seen as deleted, and its ``file.uploaded.with_ai`` never follows its
+``file.deleted``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from actors import imaging
+from actors.blobs import BlobStore
+from actors.errors import (
+    BadRequest,
+    Invalid,
+    NotFound,
+    StorageFull,
+    TooLarge,
+    UnsupportedMedia,
+)
+from actors.events import Audit, FileDeleted, FileUploaded, FileUploadedWithAi, new_id, utc_now
+from actors.journal import Consumer, Journal, JournalNudge
+from actors.store import Entry, Store, StoreError, Transaction
+from supervision import Actor
+
+from ._names import check_metadata, clean_file_name
+
+log = logging.getLogger("framehub.uploader")
+
+ANALYSIS_CONSUMER = "uploader-analysis"
+STAGING_TTL_S = 3600.0
+"""Staged files older than this are leftovers of crashed uploads, swept at start."""
+MAX_PAGE = 200
+
+MIGRATIONS = [
+    """
+    CREATE TABLE files (
+        file_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        file_size INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        analyzed INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX files_user_sha256 ON files (user_id, sha256) WHERE deleted = 0;
+    CREATE INDEX files_user_listing ON files (user_id, seq) WHERE deleted = 0;
+    CREATE INDEX files_live_sha256 ON files (sha256) WHERE deleted = 0;
+    CREATE TABLE uploader_blob_purges (sha256 TEXT PRIMARY KEY);
+    """
+]
+"""Owner ``uploader``. ``seq`` orders uploads (newest first in lists); ``uploader_blob_purges``
+remembers blobs a deletion released, so a crash between the commit and the unlink cannot leak
+them."""
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+class StorePhoto(msgspec.Struct, frozen=True, kw_only=True):
+    """Keep the file at ``staged_path`` (in ``BlobStore.staging``) as ``user_id``'s photo.
+
+    The staged file is always consumed: moved into the blob store, or removed.
+    """
+
+    user_id: str
+    staged_path: str
+    file_name: str
+    metadata: dict[str, str] = {}
+    correlation_id: str | None = None
+
+
+class GetFile(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    file_id: str
+
+
+class ListFiles(msgspec.Struct, frozen=True, kw_only=True):
+    """``user_id``'s photos, newest first; ``cursor`` is a previous page's ``next_cursor``."""
+
+    user_id: str
+    limit: int = 50
+    cursor: str | None = None
+
+
+class OpenOriginal(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    file_id: str
+
+
+class DeletePhoto(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    file_id: str
+    correlation_id: str | None = None
+
+
+UploaderMessage = StorePhoto | GetFile | ListFiles | OpenOriginal | DeletePhoto | JournalNudge
+
+# -- replies -----------------------------------------------------------------------------------
+
+
+class StoredPhoto(msgspec.Struct, frozen=True, kw_only=True):
+    """``created`` is False when the user already had these bytes: ``file_id`` is that photo."""
+
+    file_id: str
+    file_name: str
+    content_type: str
+    file_size: int
+    sha256: str
+    created: bool
+
+
+class FileRecord(msgspec.Struct, frozen=True, kw_only=True):
+    file_id: str
+    user_id: str
+    file_name: str
+    content_type: str
+    file_size: int
+    sha256: str
+    width: int
+    height: int
+    created_at: str
+    analyzed: bool
+    metadata: dict[str, str] = {}
+
+
+class FilePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[FileRecord]
+    next_cursor: str | None
+
+
+class OriginalBlob(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the original bytes are, to stream them (the blob is never modified)."""
+
+    path: str
+    content_type: str
+    sha256: str
+    file_name: str
+    file_size: int
+
+
+_COLUMNS = (
+    "file_id, user_id, file_name, content_type, file_size, sha256, width, height, "
+    "created_at, analyzed, metadata"
+)
+_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
+_encode = msgspec.json.encode
+
+
+def _record(row: tuple[Any, ...]) -> FileRecord:
+    return FileRecord(
+        file_id=row[0],
+        user_id=row[1],
+        file_name=row[2],
+        content_type=row[3],
+        file_size=row[4],
+        sha256=row[5],
+        width=row[6],
+        height=row[7],
+        created_at=row[8],
+        analyzed=bool(row[9]),
+        metadata=_decode_metadata(row[10]),
+    )
+
+
+def storage_path(sha256: str) -> str:
+    """The seed ``storage_path`` of a photo: where it is under the data directory."""
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
+# -- the actor ---------------------------------------------------------------------------------
+
+
+class Uploader(Actor[UploaderMessage]):
+    """Owns the ``files`` table; ``limiter`` bounds the image work of the worker threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        blobs: BlobStore,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        self._store = store
+        self._journal = journal
+        self._blobs = blobs
+        self._limiter = limiter
+        self._consumer: Consumer | None = None
+        self._next_seq = 1
+
+    async def on_start(self) -> None:
+        await self._store.migrate("uploader", MIGRATIONS)
+        row = await self._store.fetch_one("SELECT coalesce(max(seq), 0) FROM files")
+        assert row is not None
+        self._next_seq = int(row[0]) + 1
+        await self._purge_released_blobs()
+        swept = await self._blobs.sweep_staging(STAGING_TTL_S)
+        if swept:
+            log.info("removed %d staged files left by interrupted uploads", swept)
+        self._consumer = await self._journal.consume(
+            ANALYSIS_CONSUMER, ["file.uploaded"], self.context, self._analyze
+        )
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+
+    async def receive(self, message: UploaderMessage) -> Any:
+        match message:
+            case StorePhoto():
+                return await self._store_photo(message)
+            case GetFile(user_id=user_id, file_id=file_id):
+                return await self._live_file(user_id, file_id)
+            case ListFiles():
+                return await self._list_files(message)
+            case OpenOriginal(user_id=user_id, file_id=file_id):
+                record = await self._live_file(user_id, file_id)
+                path = self._blobs.path(record.sha256)
+                if not await trio.Path(path).is_file():
+                    log.error("file %s has lost its blob %s", file_id, record.sha256)
+                    raise NotFound(f"no file {file_id}")
+                return OriginalBlob(
+                    path=str(path),
+                    content_type=record.content_type,
+                    sha256=record.sha256,
+                    file_name=record.file_name,
+                    file_size=record.file_size,
+                )
+            case DeletePhoto():
+                return await self._delete_photo(message)
+            case JournalNudge():
+                assert self._consumer is not None
+                await self._consumer.drain()
+                return None
+
+    # -- storing -------------------------------------------------------------------------
+
+    async def _store_photo(self, message: StorePhoto) -> StoredPhoto:
+        staged = Path(message.staged_path)
+        file_size = await trio.to_thread.run_sync(self._staged_size, staged)
+        try:
+            check_metadata(message.metadata)
+            if file_size == 0:
+                raise Invalid("empty upload")
+            info = await self._inspect(staged)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(partial(staged.unlink, missing_ok=True))
+            raise
+        sha256 = await self._blobs.put_file(staged)
+        row = await self._store.fetch_one(
+            "SELECT file_id, file_name, content_type, file_size FROM files "
+            "WHERE user_id = ? AND sha256 = ? AND deleted = 0",
+            (message.user_id, sha256),
+        )
+        if row is not None:
+            return StoredPhoto(
+                file_id=row[0],
+                file_name=row[1],
+                content_type=row[2],
+                file_size=row[3],
+                sha256=sha256,
+                created=False,
+            )
+        file_id = new_id()
+        file_name = clean_file_name(message.file_name, info.content_type)
+        seq = self._next_seq
+        self._next_seq += 1
+        tx = Transaction()
+        tx.execute(
+            "INSERT INTO files (file_id, seq, user_id, sha256, file_name, content_type, "
+            "file_size, width, height, metadata, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                file_id,
+                seq,
+                message.user_id,
+                sha256,
+                file_name,
+                info.content_type,
+                file_size,
+                info.width,
+                info.height,
+                _encode(message.metadata),
+                utc_now(),
+            ),
+        )
+        tx.publish(
+            FileUploaded(
+                audit=Audit.user(message.user_id),
+                correlation_id=message.correlation_id or new_id(),
+                file_id=file_id,
+                user_id=message.user_id,
+                file_name=file_name,
+                file_size=file_size,
+                content_type=info.content_type,
+                storage_path=storage_path(sha256),
+                sha256=sha256,
+                metadata=dict(message.metadata),
+            )
+        )
+        try:
+            await self._store.commit(tx)
+        except StoreError as error:
+            # Not committed (a cancelled wait might still commit: then the blob must stay).
+            if not await self._referenced(sha256):
+                await self._blobs.delete(sha256)
+            if _disk_full(error):
+                raise StorageFull("the database's disk is full; the photo was not kept") from error
+            raise
+        return StoredPhoto(
+            file_id=file_id,
+            file_name=file_name,
+            content_type=info.content_type,
+            file_size=file_size,
+            sha256=sha256,
+            created=True,
+        )
+
+    def _staged_size(self, path: Path) -> int:
+        """The size of a staged upload, which must be a file right in the staging directory.
+
+        Only there may the uploader move or remove files on a caller's say-so.
+        (Runs in a worker thread.)
+        """
+        if (
+            path.parent.resolve() != self._blobs.staging.resolve()
+            or path.is_symlink()
+            or not path.is_file()
+        ):
+            raise BadRequest("the upload is not a staged file")
+        return path.stat().st_size
+
+    async def _inspect(self, path: Path) -> imaging.ImageInfo:
+        try:
+            return await trio.to_thread.run_sync(imaging.inspect, path, limiter=self._limiter)
+        except imaging.UnsupportedImage as error:
+            raise UnsupportedMedia(str(error)) from None
+        except imaging.ImageTooLarge as error:
+            raise TooLarge(str(error)) from None
+        except imaging.CorruptImage as error:
+            raise Invalid(str(error)) from None
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _live_file(self, user_id: str, file_id: str) -> FileRecord:
+        """The user's live file; ``NotFound`` for an unknown, deleted or another user's id."""
+        row = await self._store.fetch_one(
+            f"SELECT {_COLUMNS} FROM files WHERE file_id = ? AND user_id = ? AND deleted = 0",
+            (file_id, user_id),
+        )
+        if row is None:
+            raise NotFound(f"no file {file_id}")
+        return _record(row)
+
+    async def _list_files(self, message: ListFiles) -> FilePage:
+        if not 1 <= message.limit <= MAX_PAGE:
+            raise Invalid(f"limit must be between 1 and {MAX_PAGE}")
+        before = _decode_cursor(message.cursor) if message.cursor else _NO_CURSOR
+        rows = await self._store.fetch_all(
+            f"SELECT {_COLUMNS}, seq FROM files WHERE user_id = ? AND deleted = 0 AND seq < ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (message.user_id, before, message.limit + 1),
+        )
+        more = len(rows) > message.limit
+        rows = rows[: message.limit]
+        return FilePage(
+            items=[_record(row) for row in rows],
+            next_cursor=_encode_cursor(rows[-1][-1]) if more else None,
+        )
+
+    # -- deleting ------------------------------------------------------------------------
+
+    async def _delete_photo(self, message: DeletePhoto) -> None:
+        record = await self._live_file(message.user_id, message.file_id)
+        shared = await self._referenced(record.sha256, besides=record.file_id)
+        tx = Transaction()
+        tx.execute("UPDATE files SET deleted = 1 WHERE file_id = ?", (record.file_id,))
+        if not shared:
+            tx.execute(
+                "INSERT INTO uploader_blob_purges (sha256) VALUES (?) ON CONFLICT DO NOTHING",
+                (record.sha256,),
+            )
+        tx.publish(
+            FileDeleted(
+                audit=Audit.user(message.user_id),
+                correlation_id=message.correlation_id or new_id(),
+                file_id=record.file_id,
+                user_id=message.user_id,
+            )
+        )
+        await self._store.commit(tx)
+        if not shared:
+            await self._blobs.delete(record.sha256)
+
+    async def _referenced(self, sha256: str, *, besides: str | None = None) -> bool:
+        """Whether a live file (other than ``besides``) still uses the blob ``sha256``."""
+        row = await self._store.fetch_one(
+            "SELECT 1 FROM files WHERE sha256 = ? AND deleted = 0 AND file_id IS NOT ? LIMIT 1",
+            (sha256, besides),
+        )
+        return row is not None
+
+    async def _purge_released_blobs(self) -> None:
+        """Finish deletions a crash interrupted: unlink released blobs nobody uses again."""
+        rows = await self._store.fetch_all(
+            "SELECT p.sha256, EXISTS (SELECT 1 FROM files f WHERE f.sha256 = p.sha256 "
+            "AND f.deleted = 0) FROM uploader_blob_purges p"
+        )
+        if not rows:
+            return
+        for sha256, in_use in rows:
+            if not in_use:
+                await self._blobs.delete(sha256)
+        tx = Transaction()
+        tx.executemany("DELETE FROM uploader_blob_purges WHERE sha256 = ?", [(r[0],) for r in rows])
+        await self._store.commit(tx)
+
+    # -- analysis (journal consumer) -----------------------------------------------------
+
+    async def _analyze(self, entry: Entry, tx: Transaction) -> None:
+        event = entry.event
+        if not isinstance(event, FileUploaded):
+            return
+        row = await self._store.fetch_one(
+            "SELECT deleted, analyzed FROM files WHERE file_id = ?", (event.file_id,)
+        )
+        if row is None or row[0] or row[1]:
+            return
+        ai_metadata = await trio.to_thread.run_sync(
+            imaging.analyze, self._blobs.path(event.sha256), limiter=self._limiter
+        )
+        tx.execute("UPDATE files SET analyzed = 1 WHERE file_id = ?", (event.file_id,))
+        tx.publish(
+            FileUploadedWithAi(
+                audit=event.audit,
+                correlation_id=event.correlation_id,
+                file_id=event.file_id,
+                user_id=event.user_id,
+                file_name=event.file_name,
+                file_size=event.file_size,
+                content_type=event.content_type,
+                storage_path=event.storage_path,
+                sha256=event.sha256,
+                metadata=event.metadata,
+                ai_metadata=ai_metadata,
+            )
+        )
+
+
+def _disk_full(error: StoreError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode == sqlite3.SQLITE_FULL
+
+
+_CURSOR_PREFIX = b"files:"
+_NO_CURSOR = 2**63 - 1
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(seq).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if not raw.startswith(_CURSOR_PREFIX):
+            raise ValueError(cursor)
+        return int(raw[len(_CURSOR_PREFIX) :])
+    except (ValueError, binascii.Error):
+        raise BadRequest("invalid cursor") from None

@@ -1,0 +1,1 @@
+"""Image generators for the imaging tests: real files written with Pillow, small and fast."""
