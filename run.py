@@ -133,6 +133,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_url(settings: Settings) -> str | None:
+    """The running hub's API address: its public URL, else the port it wrote to ports.json."""
+    if settings.http.public_url:
+        return settings.http.public_url.rstrip("/")
+    import json
+
+    try:
+        ports = json.loads((settings.data_path / "ports.json").read_text())
+    except (OSError, ValueError):
+        return None
+    port = ports.get("http") if isinstance(ports, dict) else None
+    return settings.http.base_url(port) if isinstance(port, int) else None
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    """Upload photos to a running hub over HTTP (what a phone app does)."""
+    import os
+    from pathlib import Path
+
+    from actors import upload_photos
+
+    hub = args.hub or _hub_url(_settings())
+    if hub is None:
+        print("framehub: no running hub found; give --hub URL", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("FRAMEHUB_TOKEN")
+    if not token:
+        print("framehub: give --token or set FRAMEHUB_TOKEN", file=sys.stderr)
+        return 2
+    paths = [Path(path) for path in args.paths]
+    try:
+        failed = upload_photos(hub, token, paths, album=args.album)
+    except Exception as error:  # the hub is down, the token is refused, ...
+        print(f"framehub: upload failed: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(paths) - failed} of {len(paths)} uploaded", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="run.py", description="framehub: a hub for photo frames")
     commands = root.add_subparsers(dest="command", required=True)
@@ -146,6 +185,12 @@ def parser() -> argparse.ArgumentParser:
     replay = letter_actions.add_parser("replay", help="hand a parked event to its subscriber again")
     replay.add_argument("id", type=int)
     letters.set_defaults(handler=cmd_deadletters)
+    upload = commands.add_parser("upload", help="upload photos to a running hub")
+    upload.add_argument("paths", nargs="+", metavar="PATH")
+    upload.add_argument("--album", help="album name (created if the caller has none by that name)")
+    upload.add_argument("--hub", help="hub URL (default: this data directory's running hub)")
+    upload.add_argument("--token", help="API token (default: $FRAMEHUB_TOKEN)")
+    upload.set_defaults(handler=cmd_upload)
     users = commands.add_parser("users", help="manage users")
     user_actions = users.add_subparsers(dest="action", required=True)
     add_user = user_actions.add_parser("add", help="create a user and print its API token")

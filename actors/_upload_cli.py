@@ -63,6 +63,8 @@ class _ProgressFile:
 
     def read(self, size: int = -1) -> bytes:
         data = self._file.read(size)
+        if not self._out.isatty():
+            return data
         self._sent += len(data)
         percent = min(100, self._sent * 100 // self._size)
         self._out.write(f"\r{self._label} [{'#' * (percent // 5):<20}] {percent:3d}%")

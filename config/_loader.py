@@ -20,6 +20,8 @@ from config._settings import Settings
 
 ENV_PREFIX = "FRAMEHUB_"
 CONFIG_VAR = "FRAMEHUB_CONFIG"
+CLIENT_VARS = frozenset({"FRAMEHUB_TOKEN"})
+"""Variables of framehub's command-line clients (``run.py upload``), not hub settings."""
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
 
 _TYPE_NAMES = {
@@ -55,14 +57,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Later sources override earlier ones key by key: ``config/default.toml``; then the TOML file
     named by ``FRAMEHUB_CONFIG`` (an empty value means none); then ``FRAMEHUB_<SECTION>__<KEY>``
     and, for top-level keys, ``FRAMEHUB_<KEY>``. Variable names are case-insensitive and their
-    values are converted from strings to the field's type. Any other ``FRAMEHUB_*`` variable is
-    an error, so typos do not go unnoticed. ``environ`` defaults to ``os.environ``.
+    values are converted from strings to the field's type. ``FRAMEHUB_TOKEN`` belongs to the
+    command-line clients; any other ``FRAMEHUB_*`` variable is an error, so typos do not go
+    unnoticed. ``environ`` defaults to ``os.environ``.
     """
     schema = _schema()
     variables = _framehub_variables(os.environ if environ is None else environ)
     layers = _Layers(doc={}, origins={})
 
     _merge_file(layers, schema, _read_toml(DEFAULT_FILE, "default settings"), None)
+    for client_var in CLIENT_VARS:
+        variables.pop(client_var, None)
     config = variables.pop(CONFIG_VAR, None)
     if config is not None and config[1]:
         path = Path(config[1]).expanduser().absolute()

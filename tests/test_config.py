@@ -490,3 +490,8 @@ def test_public_surface() -> None:
         "SettingsError",
     }
     assert issubclass(SettingsError, ValueError)
+
+
+def test_the_clients_token_variable_is_not_a_setting() -> None:
+    settings = load_settings(environ={"FRAMEHUB_TOKEN": "secret", "FRAMEHUB_HTTP__PORT": "9000"})
+    assert settings.http.port == 9000

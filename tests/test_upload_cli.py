@@ -1,0 +1,92 @@
+"""``run.py upload`` against a real hub: files go in over HTTP, into the named album."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+from PIL import Image
+
+from actors import serve
+from actors.accounts import CreateUser, NewUser
+from config import load_settings
+from supervision import ActorSystem
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_upload_command_sends_photos_into_an_album_and_reports_refusals(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "hub"
+    settings = load_settings(
+        environ={"FRAMEHUB_DATA_DIR": str(data_dir), "FRAMEHUB_HTTP__PORT": "0"}
+    )
+    photos = []
+    for k, colour in enumerate(["red", "green"]):
+        path = tmp_path / f"photo{k}.jpg"
+        Image.new("RGB", (64, 48), colour).save(path)
+        photos.append(path)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    outcome: dict[str, object] = {}
+
+    async def on_ready(system: ActorSystem) -> None:
+        user: NewUser = await system.lookup("/domain/accounts").ask(
+            CreateUser(name="carol", admin=False)
+        )
+        environment = {
+            **os.environ,
+            "FRAMEHUB_DATA_DIR": str(data_dir),
+            "FRAMEHUB_TOKEN": user.token,
+            "PYTHONPATH": str(ROOT),
+        }
+        result = await trio.run_process(
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "upload",
+                *map(str, photos),
+                str(text),
+                "--album",
+                "Trip",
+            ],
+            env=environment,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        outcome["code"] = result.returncode
+        outcome["stderr"] = result.stderr.decode()
+        port = json.loads((data_dir / "ports.json").read_text())["http"]
+        import httpx
+
+        headers = {"Authorization": f"Bearer {user.token}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as api:
+            albums = (await api.get("/api/v1/albums")).json()["items"]
+            assert albums, outcome["stderr"]
+            outcome["albums"] = albums
+            detail = (await api.get(f"/api/v1/albums/{albums[0]['album_id']}")).json()
+            outcome["in_album"] = len(detail["file_ids"])
+            outcome["photos"] = len((await api.get("/api/v1/photos")).json()["items"])
+        raise _Done
+
+    class _Done(Exception):
+        pass
+
+    try:
+        with trio.fail_after(60):
+            await serve(settings, on_ready=on_ready)
+    except _Done:
+        pass
+    assert outcome["code"] == 1, outcome["stderr"]  # one file was refused
+    stderr = str(outcome["stderr"])
+    assert "2 of 3 uploaded" in stderr
+    assert "notes.jpg: refused: content is text" in stderr
+    assert [album["name"] for album in outcome["albums"]] == ["Trip"]  # type: ignore[attr-defined]
+    assert outcome["in_album"] == 2
+    assert outcome["photos"] == 2
