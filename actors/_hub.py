@@ -40,6 +40,8 @@ DATABASE_NAME = "framehub.db"
 
 
 BLOBS_DIR = "blobs"
+"""Originals in ``blobs/originals``, versions in ``blobs/versions``: each has one owner, so a
+version that happens to equal an uploaded original is never deleted with that upload."""
 IMAGE_WORKERS = 2
 """Threads decoding and resizing images at once: Pillow releases the GIL, 2 cores here."""
 
@@ -47,7 +49,8 @@ IMAGE_WORKERS = 2
 def hub_tree(
     settings: Settings,
     journal: Journal,
-    blobs: BlobStore,
+    originals: BlobStore,
+    versions: BlobStore,
     limiter: trio.CapacityLimiter,
 ) -> ChildSpec[Any]:
     """The root of the hub: infra, domain, frames and edge subtrees (ARCHITECTURE.md).
@@ -89,19 +92,21 @@ def hub_tree(
         ChildSpec("accounts", lambda: Accounts(store), mailbox_capacity=capacity),
         ChildSpec(
             "uploader",
-            lambda: Uploader(store, journal, blobs, limiter),
+            lambda: Uploader(store, journal, originals, limiter),
             mailbox_capacity=capacity,
         ),
         ChildSpec("album", lambda: Album(store, journal), mailbox_capacity=capacity),
         ChildSpec(
-            "media", lambda: MediaCache(store, journal, blobs, limiter), mailbox_capacity=capacity
+            "media",
+            lambda: MediaCache(store, journal, versions, limiter, originals=originals),
+            mailbox_capacity=capacity,
         ),
     ]
     edge: list[ChildSpec[Any]] = [
         ChildSpec(
             "http",
             lambda: HttpGateway(
-                settings.http, store=store, staging_dir=blobs.staging, routes=ROUTES
+                settings.http, store=store, staging_dir=originals.staging, routes=ROUTES
             ),
             mailbox_capacity=capacity,
             shutdown_timeout=max(settings.runtime.shutdown_timeout_s, 5.0),
@@ -160,9 +165,10 @@ async def serve(
                 max_attempts=settings.journal.max_attempts,
                 batch_max=settings.journal.batch_max,
             )
-            blobs = BlobStore(data_dir / BLOBS_DIR)
+            originals = BlobStore(data_dir / BLOBS_DIR / "originals")
+            versions = BlobStore(data_dir / BLOBS_DIR / "versions")
             limiter = trio.CapacityLimiter(IMAGE_WORKERS)
-            tree = hub_tree(settings, journal, blobs, limiter)
+            tree = hub_tree(settings, journal, originals, versions, limiter)
             async with open_system(tree, bridge=bridge) as system:
                 for line in _describe_tree(system):
                     log.info("started %s", line)

@@ -7,13 +7,14 @@ PNG header), which Pillow cannot produce cheaply.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from actors.events import Face
 from actors.imaging import (
@@ -32,7 +33,7 @@ from actors.imaging import (
     render_versions,
     sniff,
 )
-from tests.imaging_support.icc import cmyk_profile
+from tests.imaging_support.icc import cmyk_profile, swapped_rgb_profile
 from tests.imaging_support.images import (
     BLUE,
     GREEN,
@@ -212,7 +213,8 @@ def test_jpeg_with_a_broken_header_is_corrupt(tmp_path: Path) -> None:
 def test_900_megapixel_png_is_refused_from_its_header(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
     png_header_only(path, 30000, 30000)  # holds one row: decoding would fail as truncated
-    with pytest.raises(ImageTooLarge, match="30000x30000 = 900 megapixels; the limit is 250"):
+    expected = r"PNG image is 30000x30000 = 900,000,000 pixels \(900 MP\); the limit is 250,000,000"
+    with pytest.raises(ImageTooLarge, match=expected):
         inspect(path)
     with pytest.raises(ImageTooLarge):
         analyze(path)
@@ -330,6 +332,27 @@ def test_cmyk_jpeg_without_profile_is_converted_plainly(tmp_path: Path) -> None:
     _cmyk_jpeg(path, None)
     (version,) = render_versions(path, [THUMBNAIL])
     assert near(opened(version).getpixel((32, 24)), (127, 255, 255), 12)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_wide_gamut_rgb_is_converted_to_srgb(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"phone.{fmt}"
+    Image.new("RGB", (200, 100), (255, 0, 0)).save(path, fmt, icc_profile=swapped_rgb_profile())
+    # Red under a profile whose red primary is sRGB's green is green in sRGB.
+    for version in render_versions(path, [THUMBNAIL, frame_spec(50, 50)]):
+        image = opened(version)
+        assert "icc_profile" not in image.info
+        assert near(image.getpixel((20, 20)), (0, 255, 0), 16)
+    dominant = analyze(path).palette[0]
+    assert near(tuple(bytes.fromhex(dominant[1:])), (0, 255, 0), 16), dominant
+
+
+def test_srgb_tagged_rgb_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "srgb.jpg"
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (200, 100), RED).save(path, "JPEG", quality=95, icc_profile=srgb)
+    (version,) = render_versions(path, [THUMBNAIL])
+    assert near(opened(version).getpixel((20, 20)), RED, 8)
 
 
 def test_16_bit_png_keeps_its_tones(tmp_path: Path) -> None:
@@ -548,8 +571,6 @@ def test_versions_are_baseline_jpegs_with_their_checksum(tmp_path: Path) -> None
     (version,) = render_versions(path, [frame_spec(150, 150)])
     image = opened(version)
     assert image.format == "JPEG" and not image.info.get("progressive")
-    import hashlib
-
     assert version.sha256 == hashlib.sha256(version.data).hexdigest()
 
 

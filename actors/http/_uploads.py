@@ -119,9 +119,10 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def _clean_file_name(raw: str) -> str:
+    """The last path component without control characters; length is the owner's business
+    (the uploader shortens long names but keeps their extension)."""
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(char for char in name if unicodedata.category(char)[0] != "C")
-    return name.strip()[:255]
+    return "".join(char for char in name if unicodedata.category(char)[0] != "C").strip()
 
 
 class _FormReader:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from actors.events import AiMetadata, Face
 
-from ._decode import make_upright, open_image, to_srgb, upright_size
+from ._decode import flatten, icc_profile, into_srgb, make_upright, open_image, upright_size
 
 ANALYSIS_SIDE = 1024
 """Faces are detected on the upright photo reduced to this longest side (greyscale)."""
@@ -51,10 +51,12 @@ def analyze(path: Path) -> AiMetadata:
         if target[0] < full[0] and target[1] < full[1]:
             image.draft("RGB", upright_size(target, turn))
         source.load()
-        decoded = to_srgb(image)
+        profile = icc_profile(image)
+        decoded = flatten(image)
     upright = make_upright(decoded, turn)
     if upright.size != target:
         upright = upright.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    upright = into_srgb(upright, profile)
     grey = upright.convert("L")
     return AiMetadata(
         faces=_faces(grey, full),

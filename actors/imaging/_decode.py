@@ -141,8 +141,8 @@ def check_pixels(name: str, size: tuple[int, int]) -> None:
         raise CorruptImage(f"{name} image declares an empty size {width}x{height}")
     if width * height > MAX_PIXELS:
         raise ImageTooLarge(
-            f"{name} image is {width}x{height} = {width * height / 1e6:,.0f} megapixels;"
-            f" the limit is {MAX_PIXELS / 1e6:,.0f} megapixels"
+            f"{name} image is {width}x{height} = {width * height:,} pixels"
+            f" ({width * height / 1e6:,.0f} MP); the limit is {MAX_PIXELS:,} pixels"
         )
 
 
@@ -180,16 +180,23 @@ def make_upright(image: Image.Image, orientation: int) -> Image.Image:
     return image
 
 
-def to_srgb(image: Image.Image) -> Image.Image:
-    """``image`` (loaded) as 8-bit sRGB, mode ``RGB`` or ``L``; transparency on white.
+def icc_profile(image: Image.Image) -> bytes | None:
+    """The ICC profile embedded in ``image``, if any."""
+    profile = image.info.get("icc_profile")
+    return profile if isinstance(profile, bytes) and profile else None
 
-    CMYK goes through its embedded ICC profile when it has one; an RGB image with a non-sRGB
-    profile (Display P3 from phones) is converted to sRGB; 16-bit greyscale is scaled to 8 bits.
+
+def flatten(image: Image.Image) -> Image.Image:
+    """``image`` (loaded) as 8-bit ``RGB`` or ``L``, transparency composited on white.
+
+    CMYK goes through its embedded ICC profile when it has one (else Pillow's plain
+    conversion); 16-bit greyscale is scaled to 8 bits (a plain conversion clips it to white);
+    palette images are expanded. RGB pixels keep their profile: see ``into_srgb``.
     """
     mode = image.mode
-    icc = image.info.get("icc_profile")
     if mode == "CMYK":
-        converted = _through_icc(image, icc, "RGB") if icc else None
+        profile = icc_profile(image)
+        converted = _through_icc(image, profile) if profile else None
         return converted or image.convert("RGB")
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _to_8bit(image)
@@ -199,18 +206,24 @@ def to_srgb(image: Image.Image) -> Image.Image:
         palette_mode = image.palette.mode if image.palette is not None else "RGB"
         has_alpha = "transparency" in image.info or palette_mode == "RGBA"
         image = image.convert("RGBA" if has_alpha else "RGB")
-        mode = image.mode
     elif mode == "PA":
         image = image.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "RGBa", "La"):
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
         image = _on_white(image)
-        mode = image.mode
-    if mode not in ("RGB", "L"):
+    if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    if icc and image.mode == "RGB" and not _is_srgb(icc):
-        return _through_icc(image, icc, "RGB") or image
     return image
+
+
+def into_srgb(image: Image.Image, profile: bytes | None) -> Image.Image:
+    """RGB pixels described by ``profile`` (Display P3 from phones, Adobe RGB...) as sRGB.
+
+    Callers apply it after reducing the photo: a colour transform costs about 30 ms per
+    megapixel, so it runs on the largest version's pixels rather than the decoded photo's.
+    """
+    if profile is None or image.mode != "RGB" or _is_srgb(profile):
+        return image
+    return _through_icc(image, profile) or image
 
 
 def _on_white(image: Image.Image) -> Image.Image:
@@ -223,38 +236,35 @@ def _on_white(image: Image.Image) -> Image.Image:
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit (or 32-bit integer/float holding 16-bit values) greyscale scaled to ``L``."""
+    """16-bit greyscale (``I;16``, or ``I``/``F`` holding 16-bit values) scaled to ``L``."""
     pixels = np.asarray(image)
     if image.mode == "F":
         top = 1.0 if pixels.max(initial=0.0) <= 1.0 else 65535.0
         scaled = np.clip(pixels, 0.0, top) / top * 255.0
         return Image.fromarray(np.round(scaled).astype(np.uint8))
-    wide = pixels.astype(np.uint32)
-    if image.mode == "I" and wide.max(initial=0) <= 255:
-        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8))
+    wide = np.clip(pixels, 0, 65535).astype(np.uint16)
+    return Image.fromarray((wide >> 8).astype(np.uint8))
 
 
-def _through_icc(image: Image.Image, icc: bytes, mode: str) -> Image.Image | None:
-    """``image`` converted from its ICC profile to sRGB, or ``None`` if the profile is unusable."""
+def _through_icc(image: Image.Image, profile: bytes) -> Image.Image | None:
+    """``image`` converted from ``profile`` to sRGB ``RGB``; ``None`` if the profile is unusable."""
     try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
         result = ImageCms.profileToProfile(
             image,
             source,
             ImageCms.createProfile("sRGB"),
             renderingIntent=ImageCms.Intent.PERCEPTUAL,
-            outputMode=mode,
+            outputMode="RGB",
         )
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
     return result
 
 
-def _is_srgb(icc: bytes) -> bool:
+def _is_srgb(profile: bytes) -> bool:
     try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        description = ImageCms.getProfileDescription(profile)
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return True
     return "srgb" in description.lower()

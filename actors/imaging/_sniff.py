@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 ACCEPTED = frozenset(
     {"image/jpeg", "image/png", "image/webp", "image/gif", "image/heic", "image/heif"}
 )
@@ -71,10 +73,11 @@ def describe(head: bytes) -> str:
     if not head:
         return "an empty file"
     try:
-        head.decode("utf-8")
+        # Incremental: the 64 bytes may end inside a multi-byte character.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         return "unrecognised binary data"
-    return "text"
+    return "unrecognised binary data" if b"\x00" in head else "text"
 
 
 def _ftyp_brands(head: bytes) -> frozenset[bytes]:

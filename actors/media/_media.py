@@ -251,11 +251,19 @@ class MediaCache(Actor[MediaMessage]):
     """
 
     def __init__(
-        self, store: Store, journal: Journal, blobs: BlobStore, limiter: trio.CapacityLimiter
+        self,
+        store: Store,
+        journal: Journal,
+        blobs: BlobStore,
+        limiter: trio.CapacityLimiter,
+        *,
+        originals: BlobStore | None = None,
     ) -> None:
         self._store = store
         self._journal = journal
         self._blobs = blobs
+        self._sources = originals if originals is not None else blobs
+        """Where the uploader keeps originals (read only here); versions go to ``blobs``."""
         self._limiter = limiter
         self._consumer: Consumer | None = None
         self._photos: dict[str, _Photo] = {}
@@ -495,7 +503,7 @@ class MediaCache(Actor[MediaMessage]):
         """Make ``specs`` from the original blob (one decode) and store each as a blob."""
         rendered = await trio.to_thread.run_sync(
             imaging.render_versions,
-            self._blobs.path(original),
+            self._sources.path(original),
             list(specs),
             list(faces),
             limiter=self._limiter,

@@ -1,8 +1,9 @@
-"""A minimal ICC v2 CMYK printer profile, built in memory (no profile files ship with the system).
+"""Minimal ICC v2 profiles, built in memory (no profile files ship with the system).
 
-The profile maps CMYK to Lab through a 2-point-per-channel lookup table. Its paper white is
-tinted: CMYK (0, 0, 0, 0) becomes a clear pink rather than white, so a test can tell a
-conversion through the profile from Pillow's plain ``convert("RGB")`` (which gives white).
+``cmyk_profile`` maps CMYK to Lab through a 2-point-per-channel lookup table with a tinted
+paper, so that a conversion through it differs visibly from Pillow's plain
+``convert("RGB")``; ``swapped_rgb_profile`` is an RGB matrix/TRC profile with red and green
+swapped.
 """
 
 from __future__ import annotations
@@ -69,12 +70,42 @@ def _tag_a2b0() -> bytes:
 
 def cmyk_profile() -> bytes:
     """The bytes of the tinted CMYK profile described in the module docstring."""
-    tags = [
-        (b"desc", _tag_desc("framehub test CMYK (tinted paper)")),
-        (b"wtpt", _tag_xyz(0.9642, 1.0, 0.8249)),
-        (b"cprt", _tag_text("public domain")),
-        (b"A2B0", _tag_a2b0()),
-    ]
+    return _profile(
+        b"prtrCMYKLab ",
+        [
+            (b"desc", _tag_desc("framehub test CMYK (tinted paper)")),
+            (b"wtpt", _tag_xyz(0.9642, 1.0, 0.8249)),
+            (b"cprt", _tag_text("public domain")),
+            (b"A2B0", _tag_a2b0()),
+        ],
+    )
+
+
+def swapped_rgb_profile() -> bytes:
+    """An RGB display profile whose red and green primaries are sRGB's green and red.
+
+    Pure red pixels tagged with it are pure green once converted to sRGB: a test can see at a
+    glance whether a conversion took place. (Primaries: sRGB's, adapted to D50; gamma 2.2.)
+    """
+    gamma = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, round(2.2 * 256)) + b"\x00\x00"
+    return _profile(
+        b"mntrRGB XYZ ",
+        [
+            (b"desc", _tag_desc("framehub test RGB (red and green swapped)")),
+            (b"wtpt", _tag_xyz(0.9642, 1.0, 0.8249)),
+            (b"cprt", _tag_text("public domain")),
+            (b"rXYZ", _tag_xyz(0.3851, 0.7169, 0.0971)),
+            (b"gXYZ", _tag_xyz(0.4361, 0.2225, 0.0139)),
+            (b"bXYZ", _tag_xyz(0.1431, 0.0606, 0.7141)),
+            (b"rTRC", gamma),
+            (b"gTRC", gamma),
+            (b"bTRC", gamma),
+        ],
+    )
+
+
+def _profile(class_and_spaces: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """An ICC v2 profile: ``class_and_spaces`` is device class, colour space and PCS."""
     table_size = 4 + 12 * len(tags)
     offset = 128 + table_size
     table = struct.pack(">I", len(tags))
@@ -88,7 +119,7 @@ def cmyk_profile() -> bytes:
         struct.pack(">I", size)
         + b"\x00\x00\x00\x00"  # preferred CMM
         + bytes([2, 0x10, 0, 0])  # version 2.1
-        + b"prtrCMYKLab "
+        + class_and_spaces
         + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
         + b"acsp"
         + b"\x00" * 4  # platform

@@ -1,0 +1,186 @@
+"""The whole hub, started by ``actors.serve`` as ``run.py serve`` starts it, driven over HTTP.
+
+``running_hub`` runs ``serve`` (the production tree from ``hub_tree``, the real settings
+loader, a data directory under ``tmp_path``, an HTTP port picked by the OS) and stops it the
+way an operator does, with SIGTERM, so its graceful shut-down runs too. ``Hub`` is the
+test's handle: an ``httpx.AsyncClient`` on the real socket, the actor system (for fault
+injection and snapshots), and views of the data directory (blob files, staged uploads, the
+journal).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from actors import DATABASE_NAME, serve
+from actors.accounts import ACCOUNTS_PATH, CreateUser, NewUser
+from actors.album import ListAlbums
+from actors.http import GetHttpAddress, HttpAddress
+from actors.journal import JournalNudge
+from actors.media import ListPhotos
+from config import load_settings
+from supervision import ActorSystem
+
+UPLOAD = "/api/v1/storage/photos/upload"
+UPLOADER = "/domain/uploader"
+MEDIA = "/domain/media"
+ALBUM = "/domain/album"
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    name: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Hub:
+    system: ActorSystem
+    data_dir: Path
+    address: HttpAddress
+    client: httpx.AsyncClient
+    _names: int = field(default=0)
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    async def new_user(self, name: str | None = None, *, admin: bool = False) -> User:
+        """A user made through ``/domain/accounts``, as ``run.py users add`` makes them."""
+        if name is None:
+            self._names += 1
+            name = f"member{self._names}"
+        made: NewUser = await self.system.lookup(ACCOUNTS_PATH).ask(
+            CreateUser(name=name, admin=admin)
+        )
+        return User(made.user_id, made.name, made.token)
+
+    async def upload(
+        self,
+        user: User,
+        data: bytes,
+        file_name: str = "photo.jpg",
+        *,
+        content_type: str = "image/jpeg",
+        metadata: dict[str, str] | str | None = None,
+    ) -> httpx.Response:
+        """``POST`` a photo as the phone app does: one ``file`` part, optional ``metadata``."""
+        fields: dict[str, Any] = {}
+        if metadata is not None:
+            fields["metadata"] = metadata if isinstance(metadata, str) else json.dumps(metadata)
+        return await self.client.post(
+            UPLOAD,
+            headers=user.auth,
+            files={"file": (file_name, data, content_type)},
+            data=fields,
+        )
+
+    async def analysed(self) -> None:
+        """Wait until every committed upload is analysed, versioned and filed.
+
+        Analysis (and so ``file.uploaded.with_ai``, the versions and album filing) follows an
+        upload asynchronously. Asking the uploader to drain its journal consumer returns once
+        it has caught up; then a query to the media cache and to the album actor, each of
+        which handles every event already in the journal before it answers, returns once they
+        have caught up too. (Queries rather than ``JournalNudge``, so that fault rules on
+        ``JournalNudge`` count only the hub's own nudges.)
+        """
+        await self.system.lookup(UPLOADER).ask(JournalNudge())
+        await self.system.lookup(MEDIA).ask(ListPhotos(user_id="", base_url=""))
+        await self.system.lookup(ALBUM).ask(ListAlbums(user_id=""))
+
+    def blob_files(self) -> set[Path]:
+        """Every blob file (originals and versions), staging excluded."""
+        return {
+            path
+            for path in self.blobs_dir.rglob("*")
+            if path.is_file() and ".staging" not in path.relative_to(self.blobs_dir).parts
+        }
+
+    def staged_files(self) -> list[Path]:
+        return sorted((self.blobs_dir / "originals" / ".staging").iterdir())
+
+    async def event_names(self, file_id: str) -> list[str]:
+        """Names of the journal's events whose payload mentions ``file_id``, in order."""
+
+        def query() -> list[str]:
+            db = sqlite3.connect(self.data_dir / DATABASE_NAME)
+            try:
+                rows = db.execute(
+                    "SELECT name FROM events WHERE CAST(payload AS TEXT) LIKE ? ORDER BY seq",
+                    (f"%{file_id}%",),
+                ).fetchall()
+            finally:
+                db.close()
+            return [str(row[0]) for row in rows]
+
+        return await trio.to_thread.run_sync(query)
+
+
+@asynccontextmanager
+async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
+    """``actors.serve`` on ``data_dir`` with ``FRAMEHUB_<...>`` ``settings`` (keys without the
+    prefix, e.g. ``HTTP__MAX_UPLOAD_BYTES="200000"``); stopped with SIGTERM at the end."""
+    environ = {
+        "FRAMEHUB_DATA_DIR": str(data_dir),
+        "FRAMEHUB_HTTP__HOST": "127.0.0.1",
+        "FRAMEHUB_HTTP__PORT": "0",
+        "FRAMEHUB_LOG_LEVEL": "WARNING",
+        **{f"FRAMEHUB_{key}": value for key, value in settings.items()},
+    }
+    hub_settings = load_settings(environ=environ)
+    systems: list[ActorSystem] = []
+    ready = trio.Event()
+    serving = False
+
+    async def on_ready(system: ActorSystem) -> None:
+        nonlocal serving
+        systems.append(system)
+        serving = True
+        ready.set()
+
+    async def run() -> None:
+        nonlocal serving
+        try:
+            await serve(hub_settings, on_ready=on_ready)
+        finally:
+            serving = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        with trio.fail_after(30):
+            await ready.wait()
+        system = systems[0]
+        address: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
+        ports = json.loads((data_dir / "ports.json").read_text())
+        assert ports["http"] == address.port, (ports, address)
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{address.port}", timeout=60.0
+            ) as client:
+                yield Hub(system, data_dir, address, client)
+        except BaseException:
+            # The test failed: stop at once. (No SIGTERM here: a signal that serve's receiver
+            # has not consumed when it closes is re-raised by Trio, killing the test run.)
+            nursery.cancel_scope.cancel()
+            raise
+        # The operator's way out, and serve's graceful shut-down: its own signal receiver
+        # takes the signal (only sent while serve runs, so the process never gets a SIGTERM
+        # nobody handles), and the nursery waits for serve to return.
+        if serving:
+            signal.raise_signal(signal.SIGTERM)
