@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -106,6 +107,9 @@ def _file(context: RequestContext, path: str, content_type: str, sha256: str) ->
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if etag in {tag.strip() for tag in context.request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
+    if not Path(path).is_file():
+        # Deleted between the reply and now (the photo is going away): gone, not an error.
+        raise NotFound("the file is no longer there")
     return FileResponse(path, media_type=content_type, headers=headers)
 
 
