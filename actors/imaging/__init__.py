@@ -2,7 +2,8 @@
 
 Pure, synchronous, CPU-bound functions: callers run them in worker threads with
 ``trio.to_thread.run_sync(fn, ..., limiter=...)``. Pillow and OpenCV release the GIL while
-decoding, resizing, encoding and detecting, so two workers use two cores.
+decoding, resizing and detecting faces, so two workers use two cores; only the final JPEG
+encoding of each version (a few ms) holds it.
 
 Importing this package registers pillow-heif's HEIC/HEIF opener with Pillow.
 """

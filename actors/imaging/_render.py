@@ -46,12 +46,14 @@ class RenderedVersion(msgspec.Struct, frozen=True, kw_only=True):
 
 
 JPEG_QUALITY = 85
-_RESAMPLE = Image.Resampling.BICUBIC
+_RESAMPLE = Image.Resampling.HAMMING
 _REDUCING_GAP = 2.0
-"""Pillow's ``thumbnail()`` defaults. A reduction of 2x or more first averages whole blocks of
-pixels, then filters the remaining 2x-4x. After libjpeg's DCT scaling the largest step is under
-2x, where BICUBIC measured as close as LANCZOS to a LANCZOS reduction of the full-size decode
-(PSNR about 50 dB for both) at about three quarters of its cost."""
+"""Pillow's ``thumbnail()`` default gap. A reduction of 2x or more first averages whole blocks
+of pixels, then filters the rest. After libjpeg's DCT scaling the largest step is under 2x,
+where the HAMMING filter (support 1) costs about 60% of BICUBIC: measured on the benchmark's
+photo, its hd version is 30.7 dB from a LANCZOS reduction of the full-size decode, while
+merely JPEG-encoding that LANCZOS reference at our quality scores 30.9 dB — the filter's
+difference is below what the encoding itself changes."""
 
 
 class _Plan(msgspec.Struct, frozen=True):
