@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# command:package pairs; later features add to this list.
-export FRAMEHUB_SYSTEM_PACKAGES :=
+# command:package pairs the hub and its tests need from the system; later features add to it.
+SYSTEM_PACKAGES :=
 
 system-deps:
-	@sh scripts/system-deps.sh
+	@sh scripts/system-deps.sh $(SYSTEM_PACKAGES)
 
 run: system-deps $(STAMP)
 	$(BIN)/python run.py serve

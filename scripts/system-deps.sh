@@ -4,7 +4,8 @@
 # error here; the programs that need a package say so when they start.
 set -eu
 missing=""
-for pair in $FRAMEHUB_SYSTEM_PACKAGES; do
+# Arguments: command:package pairs, e.g. mosquitto:mosquitto chromium:chromium
+for pair in "$@"; do
     command=${pair%%:*}
     package=${pair#*:}
     command -v "$command" >/dev/null 2>&1 || missing="$missing $package"
