@@ -16,6 +16,7 @@ from actors.accounts import Accounts
 from actors.album import Album
 from actors.api import ROUTES
 from actors.blobs import BlobStore
+from actors.devices import DeviceRegistry
 from actors.http import GetHttpAddress, HttpAddress, HttpGateway
 from actors.journal import AuditLog, Journal, JournalKeeper
 from actors.media import MediaCache
@@ -92,7 +93,7 @@ def hub_tree(
         ChildSpec("accounts", lambda: Accounts(store), mailbox_capacity=capacity),
         ChildSpec(
             "uploader",
-            lambda: Uploader(store, journal, originals, limiter),
+            lambda: Uploader(store, originals, limiter),
             mailbox_capacity=capacity,
         ),
         ChildSpec("album", lambda: Album(store, journal), mailbox_capacity=capacity),
@@ -101,6 +102,7 @@ def hub_tree(
             lambda: MediaCache(store, journal, versions, limiter, originals=originals),
             mailbox_capacity=capacity,
         ),
+        ChildSpec("devices", lambda: DeviceRegistry(store, journal), mailbox_capacity=capacity),
     ]
     edge: list[ChildSpec[Any]] = [
         ChildSpec(

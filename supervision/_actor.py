@@ -124,6 +124,27 @@ class ActorRef(Generic[M]):
         raise AskTimeout(cell.path, timeout)
 
 
+class DeferredReply:
+    """The answer to an ask, given later (``gen_server:reply`` / Akka's ``sender``).
+
+    A handler that cannot answer yet calls ``context.defer_reply()`` and keeps this; the
+    runtime then sends nothing when the handler returns, and whoever holds it answers with
+    ``set`` or ``fail`` (a ``DomainError``). The asker's timeout still applies. If the
+    incarnation ends first, the asker gets ``ActorCrashed`` (or ``ActorStopped``).
+    """
+
+    __slots__ = ("_reply",)
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+
+    def set(self, value: Any) -> None:
+        self._reply.set(value)
+
+    def fail(self, error: BaseException) -> None:
+        self._reply.fail(error)
+
+
 class Timer:
     """A pending timer message; ``cancel`` stops it. Timers die with the actor incarnation."""
 
@@ -179,6 +200,20 @@ class ActorContext(Generic[M]):
     async def stop_child(self, name: str) -> None:
         """Stop a child for good, letting it drain its mailbox first."""
         await self._cell.children.stop_child(name)
+
+    def defer_reply(self) -> DeferredReply:
+        """Take over the answer to the ask being handled, to give it later.
+
+        Raises ``RuntimeError`` when the current message is not an ask (or was deferred).
+        """
+        cell = self._cell
+        reply = cell._reply
+        if reply is None:
+            raise RuntimeError(f"{cell.path}: no ask to defer")
+        cell._reply = None
+        cell._deferred = [kept for kept in cell._deferred if not kept.settled]
+        cell._deferred.append(reply)
+        return DeferredReply(reply)
 
     def stop(self) -> None:
         """Stop myself once the queued messages are handled (a normal exit, not a crash)."""

@@ -127,10 +127,12 @@ class Cell:
     __slots__ = (
         "_alive",
         "_children",
+        "_deferred",
         "_exit_event",
         "_expected",
         "_hooks",
         "_pending_restart",
+        "_reply",
         "_scope",
         "_stop",
         "_timers",
@@ -183,6 +185,10 @@ class Cell:
         self._expected = False
         self._timers: set[trio.CancelScope] = set()
         self._pending_restart: object | None = None
+        self._reply: Reply | None = None
+        self._deferred: list[Reply] = []
+        """Replies this incarnation took over with ``defer_reply`` and may not have given."""
+        """The reply slot of the ask being handled, until the handler defers it."""
 
     @property
     def children(self) -> Children:
@@ -344,6 +350,9 @@ class Cell:
     ) -> None:
         graceful = error is None and not killed
         self.state = State.STOPPING
+        deferred, self._deferred = self._deferred, []
+        for reply in deferred:
+            reply.fail(ActorCrashed(self.path, error) if error else ActorStopped(self.path))
         for timer in list(self._timers):
             timer.cancel()
         self._timers.clear()
@@ -403,6 +412,7 @@ class Cell:
             if reply is SYSTEM:
                 await self._handle_runtime_message(message)
                 continue
+            self._reply = reply
             try:
                 if faults.rules:
                     rule = faults.match(self.path, message)
@@ -415,22 +425,22 @@ class Cell:
                         await trio.sleep(rule.delay_s)
                 result = await receive(message)
             except DomainError as exc:
-                if reply is not None:
-                    reply.fail(exc)
-                else:
+                if self._reply is not None:
+                    self._reply.fail(exc)
+                elif reply is None:
                     log.warning("%s refused %s: %s", self.path, type(message).__name__, exc)
             except Exception as exc:
-                if reply is not None:
-                    reply.fail(ActorCrashed(self.path, exc))
+                if self._reply is not None:
+                    self._reply.fail(ActorCrashed(self.path, exc))
                 self.system.dead_letters.record(self.path, message, exc)
                 raise
             except BaseException:
-                if reply is not None:
-                    reply.fail(ActorStopped(self.path))
+                if self._reply is not None:
+                    self._reply.fail(ActorStopped(self.path))
                 raise
             else:
-                if reply is not None:
-                    reply.set(result)
+                if self._reply is not None:
+                    self._reply.set(result)
             self.processed += 1
             budget -= 1
             if not budget:

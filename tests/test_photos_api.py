@@ -23,7 +23,8 @@ import trio
 from PIL import ImageStat
 
 from actors.api import ROUTES
-from actors.http import PROBLEM_JSON
+from actors.events import AiMetadata
+from actors.uploader import AnalysisFinished
 from supervision import FaultAction, FaultRule
 from tests.api_support import UPLOAD, Hub, User, running_hub
 from tests.api_support.photos import (
@@ -35,6 +36,7 @@ from tests.api_support.photos import (
     png,
     rotated_jpeg,
 )
+from tests.api_support.replies import body_of, download, problem
 from tests.imaging_support.images import GREEN, RED, png_header_only
 
 THUMBNAIL_BOX = (300, 200)
@@ -42,23 +44,6 @@ HD_BOX = (1920, 1080)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The problem+json body of ``response``, after checking its status and media type."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status, body
-    assert body["detail"], body
-    return body
-
-
-def body_of(response: httpx.Response, status: int = 201) -> dict[str, Any]:
-    """The JSON body of ``response``, after checking its status (201 unless told)."""
-    assert response.status_code == status, (response.status_code, response.text)
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def photo_ids(hub: Hub, user: User) -> list[str]:
@@ -96,28 +81,6 @@ async def new_album(hub: Hub, user: User, name: str = "Holidays") -> str:
 
 def versions_of(photo: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {version["size"]: version for version in photo["versions"]}
-
-
-async def download(hub: Hub, user: User, url: str) -> httpx.Response:
-    """GET a download URL (absolute, as the API gives it), checking the caching headers."""
-    response = await hub.client.get(url, headers=user.auth)
-    assert response.status_code == 200, (url, response.status_code, response.text)
-    digest = hashlib.sha256(response.content).hexdigest()
-    assert response.headers["etag"] == f'"{digest}"', (url, response.headers)
-    assert "immutable" in response.headers["cache-control"], response.headers
-    again = await hub.client.get(
-        url, headers={**user.auth, "If-None-Match": response.headers["etag"]}
-    )
-    assert again.status_code == 304, (url, again.status_code)
-    assert again.content == b""
-    assert again.headers["etag"] == response.headers["etag"]
-    among = await hub.client.get(
-        url, headers={**user.auth, "If-None-Match": f'"{"0" * 64}", {response.headers["etag"]}'}
-    )
-    assert among.status_code == 304, (url, among.status_code)
-    stale = await hub.client.get(url, headers={**user.auth, "If-None-Match": f'"{"0" * 64}"'})
-    assert stale.status_code == 200 and stale.content == response.content, url
-    return response
 
 
 def fits(size: tuple[int, int], box: tuple[int, int], original: tuple[int, int]) -> bool:
@@ -466,13 +429,10 @@ async def test_a_photo_deleted_before_its_analysis_leaves_nothing(tmp_path: Path
     async with running_hub(tmp_path) as hub:
         user = await hub.new_user()
         album_id = await new_album(hub, user)
-        # Hold the analysis back (its wake-up is lost), so the deletion comes first.
-        hub.system.faults.install(
+        # Hold the analysis result back, so the deletion comes first.
+        held = hub.system.faults.install(
             FaultRule(
-                action=FaultAction.DROP,
-                path="/domain/uploader",
-                message_type="JournalNudge",
-                nth=1,
+                action=FaultAction.DROP, path="/domain/uploader", message_type="AnalysisFinished"
             )
         )
         file_id = body_of(await hub.upload(user, jpeg(seed=55), metadata={"album_id": album_id}))[
@@ -483,9 +443,12 @@ async def test_a_photo_deleted_before_its_analysis_leaves_nothing(tmp_path: Path
         assert len(hub.blob_files()) == 3  # the original and both standard versions
         response = await hub.client.delete(f"/api/v1/files/{file_id}", headers=user.auth)
         assert response.status_code == 204
-        (drop,) = hub.system.faults.installed()
-        assert drop.fired == 1, drop
-        await hub.analysed()  # the analysis runs now, and must find the photo gone
+        hub.system.faults.remove(held)
+        # The analysis result arrives after the deletion and must find the photo gone.
+        await hub.system.lookup("/domain/uploader").ask(
+            AnalysisFinished(file_id=file_id, ai_metadata=AiMetadata())
+        )
+        await hub.analysed()
 
         names = await hub.event_names(file_id)
         assert "file.uploaded.with_ai" not in names, names
@@ -698,6 +661,9 @@ async def test_callers_need_a_token_and_see_only_their_own_photos(tmp_path: Path
 async def test_playlists_and_schedules_over_http(tmp_path: Path) -> None:
     async with running_hub(tmp_path) as hub:
         alice, bob = await hub.new_user("alice"), await hub.new_user("bob")
+        admin = await hub.new_user("admin", admin=True)
+        hall_frame = await hub.pair_frame(admin, "Hall")
+        kitchen_frame = await hub.pair_frame(admin, "Kitchen")
         client = hub.client
         one, two = [
             body_of(await hub.upload(alice, jpeg(seed=90 + i)))["file_id"] for i in range(2)
@@ -749,7 +715,7 @@ async def test_playlists_and_schedules_over_http(tmp_path: Path) -> None:
             await client.post(
                 schedules,
                 json={
-                    "frame_id": "frame-hall",
+                    "frame_id": hall_frame.device_id,
                     "interval_s": 60,
                     "playlist_id": playlist_id,
                     "shuffle": True,
@@ -761,31 +727,47 @@ async def test_playlists_and_schedules_over_http(tmp_path: Path) -> None:
         )
         assert schedule["owner_id"] == alice.user_id
         assert (schedule["frame_id"], schedule["interval_s"], schedule["shuffle"]) == (
-            "frame-hall",
+            hall_frame.device_id,
             60,
             True,
         )
         assert (schedule["quiet_start"], schedule["quiet_end"]) == ("22:30", "07:00")
         other = body_of(
             await client.post(
-                schedules, json={"frame_id": "frame-kitchen", "interval_s": 600}, headers=alice.auth
+                schedules,
+                json={"frame_id": kitchen_frame.device_id, "interval_s": 600},
+                headers=alice.auth,
             )
         )
         assert other["playlist_id"] is None and other["shuffle"] is False
         for body in (
-            {"frame_id": "f", "interval_s": 5},
-            {"frame_id": "f", "interval_s": 100_000},
+            {"frame_id": hall_frame.device_id, "interval_s": 5},
+            {"frame_id": hall_frame.device_id, "interval_s": 100_000},
             {"frame_id": "", "interval_s": 60},
-            {"frame_id": "f", "interval_s": 60, "quiet_start": "22:00"},
-            {"frame_id": "f", "interval_s": 60, "quiet_start": "25:00", "quiet_end": "07:00"},
-            {"frame_id": "f", "interval_s": 60, "quiet_start": "07:00", "quiet_end": "07:00"},
+            {"frame_id": hall_frame.device_id, "interval_s": 60, "quiet_start": "22:00"},
+            {
+                "frame_id": hall_frame.device_id,
+                "interval_s": 60,
+                "quiet_start": "25:00",
+                "quiet_end": "07:00",
+            },
+            {
+                "frame_id": hall_frame.device_id,
+                "interval_s": 60,
+                "quiet_start": "07:00",
+                "quiet_end": "07:00",
+            },
             {"interval_s": 60},
         ):
             problem(await client.post(schedules, json=body, headers=alice.auth), 422)
         problem(
             await client.post(
                 schedules,
-                json={"frame_id": "f", "interval_s": 60, "playlist_id": playlist_id},
+                json={
+                    "frame_id": hall_frame.device_id,
+                    "interval_s": 60,
+                    "playlist_id": playlist_id,
+                },
                 headers=bob.auth,
             ),
             404,
@@ -796,7 +778,10 @@ async def test_playlists_and_schedules_over_http(tmp_path: Path) -> None:
             other["schedule_id"],
         ]
         hall = body_of(
-            await client.get(schedules, params={"frame_id": "frame-hall"}, headers=alice.auth), 200
+            await client.get(
+                schedules, params={"frame_id": hall_frame.device_id}, headers=alice.auth
+            ),
+            200,
         )
         assert hall["items"] == [schedule]
         assert body_of(await client.get(schedules, headers=bob.auth), 200)["items"] == []
@@ -809,7 +794,10 @@ async def test_playlists_and_schedules_over_http(tmp_path: Path) -> None:
         problem(await client.get(url, headers=alice.auth), 404)
         problem(await client.delete(url, headers=alice.auth), 404)
         hall = body_of(
-            await client.get(schedules, params={"frame_id": "frame-hall"}, headers=alice.auth), 200
+            await client.get(
+                schedules, params={"frame_id": hall_frame.device_id}, headers=alice.auth
+            ),
+            200,
         )
         assert hall["items"][0]["playlist_id"] is None
         gone = await client.delete(f"{schedules}/{schedule['schedule_id']}", headers=alice.auth)
@@ -828,7 +816,7 @@ async def test_playlists_and_schedules_over_http(tmp_path: Path) -> None:
     ("path", "message_type"),
     [
         ("/domain/uploader", "StorePhoto"),
-        ("/domain/uploader", "JournalNudge"),
+        ("/domain/uploader", "AnalysisFinished"),
         ("/domain/media", "JournalNudge"),
         ("/domain/album", "JournalNudge"),
     ],

@@ -195,3 +195,25 @@ def test_rule_validation():
         FaultRule(action=FaultAction.CRASH, probability=1.5)
     with pytest.raises(ValueError):
         FaultRule(action=FaultAction.DELAY, delay_s=-1)
+
+
+async def test_an_injected_crash_answers_its_own_asker_after_earlier_asks() -> None:
+    """The crash reaches the asker of the message it hit, not the previous message's slot."""
+    import supervision
+
+    class Echo(supervision.Actor[str]):
+        async def receive(self, message: str) -> str:
+            return message
+
+    spec = supervision.ChildSpec("echo", Echo)
+    async with supervision.open_system(
+        supervision.supervisor("root", [spec]), with_asyncio=False
+    ) as system:
+        echo = system.lookup("/echo")
+        assert await echo.ask("first") == "first"
+        system.faults.install(
+            supervision.FaultRule(action=supervision.FaultAction.CRASH, path="/echo", nth=1)
+        )
+        with trio.fail_after(1), pytest.raises(supervision.ActorCrashed):
+            await echo.ask("second")
+        assert await echo.ask("third") == "third"

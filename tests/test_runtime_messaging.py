@@ -394,3 +394,102 @@ async def test_a_service_failing_before_it_started_fails_start_service() -> None
         # A temporary child that failed in on_start is gone, and the error is on record.
         with pytest.raises(supervision.ActorNotFound):
             system.lookup("/broken")
+
+
+# -- deferred replies ------------------------------------------------------------------------
+
+
+class Wait(msgspec.Struct, frozen=True):
+    pass
+
+
+class Release(msgspec.Struct, frozen=True):
+    value: str
+
+
+class Gate(supervision.Actor[Wait | Release]):
+    """Answers every ``Wait`` only when a ``Release`` arrives (gen_server:reply style)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[supervision.DeferredReply] = []
+
+    async def receive(self, message: Wait | Release) -> object:
+        match message:
+            case Wait():
+                self._waiting.append(self.context.defer_reply())
+                return None
+            case Release(value=value):
+                waiting, self._waiting = self._waiting, []
+                for deferred in waiting:
+                    deferred.set(value)
+                return len(waiting)
+
+
+async def test_a_deferred_reply_answers_the_asker_later_while_other_messages_are_handled() -> None:
+    spec = supervision.ChildSpec("gate", Gate)
+    async with supervision.open_system(
+        supervision.supervisor("root", [spec]), with_asyncio=False
+    ) as system:
+        gate = system.lookup("/gate")
+        answers: list[str] = []
+
+        async def wait_at_gate() -> None:
+            answers.append(await gate.ask(Wait()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_at_gate)
+            nursery.start_soon(wait_at_gate)
+            await trio.testing.wait_all_tasks_blocked()
+            assert answers == []  # both asks are parked, the gate keeps handling messages
+            assert await gate.ask(Release(value="open")) == 2
+        assert answers == ["open", "open"]
+
+
+class Deferrer(supervision.Actor[Wait]):
+    async def receive(self, message: Wait) -> None:
+        self.context.defer_reply()
+
+
+async def test_deferring_a_tell_is_a_bug_that_crashes_the_actor() -> None:
+    spec = supervision.ChildSpec("deferrer", Deferrer, restart=supervision.Restart.TEMPORARY)
+    async with supervision.open_system(
+        supervision.supervisor("root", [spec]), with_asyncio=False
+    ) as system:
+        system.lookup("/deferrer").tell_nowait(Wait())
+        await trio.testing.wait_all_tasks_blocked()
+        (letter,) = system.dead_letters.entries()
+        assert "no ask to defer" in letter.error
+        with pytest.raises(supervision.ActorNotFound):
+            system.lookup("/deferrer")
+
+
+class Crash(msgspec.Struct, frozen=True):
+    pass
+
+
+class CrashingGate(Gate):
+    async def receive(self, message: Wait | Release | Crash) -> object:  # type: ignore[override]
+        if isinstance(message, Crash):
+            raise RuntimeError("gate broke")
+        return await super().receive(message)
+
+
+async def test_deferred_replies_of_a_crashed_incarnation_fail_instead_of_hanging() -> None:
+    spec = supervision.ChildSpec("gate", CrashingGate)
+    async with supervision.open_system(
+        supervision.supervisor("root", [spec]), with_asyncio=False
+    ) as system:
+        gate = system.lookup("/gate")
+        outcome: list[BaseException] = []
+
+        async def wait_at_gate() -> None:
+            try:
+                await gate.ask(Wait())
+            except supervision.ActorCrashed as error:
+                outcome.append(error)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_at_gate)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.tell_nowait(Crash())
+        assert len(outcome) == 1 and "gate broke" in str(outcome[0])

@@ -27,16 +27,18 @@ from PIL import Image
 
 from actors.blobs import BlobStore
 from actors.errors import BadRequest, Invalid, NotFound, StorageFull, TooLarge, UnsupportedMedia
-from actors.events import Event, FileDeleted, FileUploaded, FileUploadedWithAi
+from actors.events import AiMetadata, Event, FileDeleted, FileUploaded, FileUploadedWithAi
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.store import Entry, Store, Transaction
 from actors.uploader import (
+    AnalysisFinished,
     DeletePhoto,
     FileRecord,
     GetFile,
     ListFiles,
     OpenOriginal,
     OriginalBlob,
+    PendingAnalyses,
     StoredPhoto,
     StorePhoto,
     Uploader,
@@ -231,7 +233,7 @@ async def open_hub(tmp_path: Path, *, blobs: BlobStore | None = None) -> AsyncIt
                 ),
                 supervisor(
                     "domain",
-                    [ChildSpec("uploader", lambda: Uploader(store, journal, store_blobs, limiter))],
+                    [ChildSpec("uploader", lambda: Uploader(store, store_blobs, limiter))],
                     intensity=FAST_RESTARTS,
                     backoff=NO_BACKOFF,
                 ),
@@ -648,7 +650,7 @@ async def test_a_crash_halfway_through_storing_publishes_nothing(tmp_path: Path)
         assert await hub.journal_counts() == {"file.uploaded": 1, "file.uploaded.with_ai": 1}
 
 
-async def test_a_crash_on_the_analysis_nudge_still_analyses_each_photo_once(
+async def test_a_crash_on_an_analysis_result_still_analyses_each_photo_once(
     tmp_path: Path,
 ) -> None:
     async with open_hub(tmp_path) as hub:
@@ -656,32 +658,33 @@ async def test_a_crash_on_the_analysis_nudge_still_analyses_each_photo_once(
             FaultRule(
                 action=FaultAction.CRASH,
                 path="/domain/uploader",
-                message_type="JournalNudge",
+                message_type="AnalysisFinished",
                 nth=1,
             )
         )
         first = await hub.upload(image_bytes("JPEG", seed=70))
-        await hub.events.wait_analysed(first.file_id)
-        # A later photo's analysis comes after every earlier one: nothing more is on its way.
         second = await hub.upload(image_bytes("JPEG", seed=71))
+        # The crashed incarnation's result is lost; the next one finds the photo unanalysed
+        # in its table and analyses it again.
+        await hub.events.wait_analysed(first.file_id)
         await hub.events.wait_analysed(second.file_id)
 
         assert [rule.fired for rule in hub.system.faults.installed()] == [1]
+        assert hub.system.snapshot("/domain/uploader").restarts == 1
         assert len(hub.events.of(FileUploadedWithAi, first.file_id)) == 1
+        assert len(hub.events.of(FileUploadedWithAi, second.file_id)) == 1
         assert await hub.journal_counts() == {"file.uploaded": 2, "file.uploaded.with_ai": 2}
         assert [row[4] for row in await hub.rows()] == [1, 1]
+        assert await hub.uploader.ask(PendingAnalyses()) == 0
 
 
 async def test_a_photo_deleted_before_its_analysis_is_not_analysed(tmp_path: Path) -> None:
     async with open_hub(tmp_path) as hub:
         faults = hub.system.faults
-        # Hold the analysis back: its wake-up is lost until the uploader restarts.
-        faults.install(
+        # Hold every analysis result back until the photo is deleted.
+        held = faults.install(
             FaultRule(
-                action=FaultAction.DROP,
-                path="/domain/uploader",
-                message_type="JournalNudge",
-                nth=1,
+                action=FaultAction.DROP, path="/domain/uploader", message_type="AnalysisFinished"
             )
         )
         data = image_bytes("JPEG", seed=80)
@@ -689,6 +692,10 @@ async def test_a_photo_deleted_before_its_analysis_is_not_analysed(tmp_path: Pat
         # Bob's copy keeps the blob on disk: only the deletion can stop the analysis.
         bobs = await hub.upload(data, user="bob")
         await hub.uploader.ask(DeletePhoto(user_id="alice", file_id=gone.file_id))
+        faults.remove(held)
+        # The result of a job that was still running when the photo was deleted arrives late.
+        await hub.uploader.ask(AnalysisFinished(file_id=gone.file_id, ai_metadata=AiMetadata()))
+        # A restart analyses what is left unanalysed: Bob's photo, not the deleted one.
         faults.install(
             FaultRule(
                 action=FaultAction.CRASH, path="/domain/uploader", message_type="GetFile", nth=1
@@ -699,7 +706,6 @@ async def test_a_photo_deleted_before_its_analysis_is_not_analysed(tmp_path: Pat
 
         kept = await hub.upload(image_bytes("JPEG", seed=81))
         await hub.events.wait_analysed(kept.file_id)
-
         await hub.events.wait_analysed(bobs.file_id)
 
         assert hub.events.of(FileUploadedWithAi, gone.file_id) == []

@@ -8,8 +8,9 @@ from ._names import (
     clean_file_name,
 )
 from ._uploader import (
-    ANALYSIS_CONSUMER,
     MIGRATIONS,
+    AnalysisFinished,
+    AwaitAnalyses,
     DeletePhoto,
     FilePage,
     FileRecord,
@@ -17,6 +18,7 @@ from ._uploader import (
     ListFiles,
     OpenOriginal,
     OriginalBlob,
+    PendingAnalyses,
     StoredPhoto,
     StorePhoto,
     Uploader,
@@ -25,11 +27,12 @@ from ._uploader import (
 )
 
 __all__ = [
-    "ANALYSIS_CONSUMER",
     "MAX_FILE_NAME",
     "MAX_METADATA_CHARS",
     "MAX_METADATA_KEYS",
     "MIGRATIONS",
+    "AnalysisFinished",
+    "AwaitAnalyses",
     "DeletePhoto",
     "FilePage",
     "FileRecord",
@@ -37,6 +40,7 @@ __all__ = [
     "ListFiles",
     "OpenOriginal",
     "OriginalBlob",
+    "PendingAnalyses",
     "StorePhoto",
     "StoredPhoto",
     "Uploader",

@@ -33,16 +33,22 @@ from actors.errors import (
     TooLarge,
     UnsupportedMedia,
 )
-from actors.events import Audit, FileDeleted, FileUploaded, FileUploadedWithAi, new_id, utc_now
-from actors.journal import Consumer, Journal, JournalNudge
-from actors.store import Entry, Store, StoreError, Transaction
-from supervision import Actor
+from actors.events import (
+    AiMetadata,
+    Audit,
+    FileDeleted,
+    FileUploaded,
+    FileUploadedWithAi,
+    new_id,
+    utc_now,
+)
+from actors.store import Store, StoreError, Transaction
+from supervision import Actor, DeferredReply
 
 from ._names import check_metadata, clean_file_name
 
 log = logging.getLogger("framehub.uploader")
 
-ANALYSIS_CONSUMER = "uploader-analysis"
 STAGING_TTL_S = 3600.0
 """Staged files older than this are leftovers of crashed uploads, swept at start."""
 MAX_PAGE = 200
@@ -68,7 +74,14 @@ MIGRATIONS = [
     CREATE INDEX files_user_listing ON files (user_id, seq) WHERE deleted = 0;
     CREATE INDEX files_live_sha256 ON files (sha256) WHERE deleted = 0;
     CREATE TABLE uploader_blob_purges (sha256 TEXT PRIMARY KEY);
+    """,
+    # Analysis runs as jobs beside the mailbox; unanalysed rows are its durable queue, so the
+    # journal cursor of the first version's analysis consumer is retired.
     """
+    ALTER TABLE files ADD COLUMN correlation_id TEXT;
+    CREATE INDEX files_unanalysed ON files (seq) WHERE analyzed = 0 AND deleted = 0;
+    DELETE FROM journal_cursors WHERE subscriber = 'uploader-analysis';
+    """,
 ]
 """Owner ``uploader``. ``seq`` orders uploads (newest first in lists); ``uploader_blob_purges``
 remembers blobs a deletion released, so a crash between the commit and the unlink cannot leak
@@ -114,7 +127,32 @@ class DeletePhoto(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-UploaderMessage = StorePhoto | GetFile | ListFiles | OpenOriginal | DeletePhoto | JournalNudge
+class AnalysisFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """From an analysis job to its uploader: the result, or why there is none."""
+
+    file_id: str
+    ai_metadata: AiMetadata | None
+    error: str | None = None
+
+
+class PendingAnalyses(msgspec.Struct, frozen=True):
+    """How many photos are still being analysed; answers an ``int``."""
+
+
+class AwaitAnalyses(msgspec.Struct, frozen=True):
+    """Answers ``None`` once no analysis is in progress (at once if none is)."""
+
+
+UploaderMessage = (
+    StorePhoto
+    | GetFile
+    | ListFiles
+    | OpenOriginal
+    | DeletePhoto
+    | AnalysisFinished
+    | PendingAnalyses
+    | AwaitAnalyses
+)
 
 # -- replies -----------------------------------------------------------------------------------
 
@@ -197,16 +235,15 @@ class Uploader(Actor[UploaderMessage]):
     def __init__(
         self,
         store: Store,
-        journal: Journal,
         blobs: BlobStore,
         limiter: trio.CapacityLimiter,
     ) -> None:
         self._store = store
-        self._journal = journal
         self._blobs = blobs
         self._limiter = limiter
-        self._consumer: Consumer | None = None
         self._next_seq = 1
+        self._analysing: set[str] = set()
+        self._settled: list[DeferredReply] = []
 
     async def on_start(self) -> None:
         await self._store.migrate("uploader", MIGRATIONS)
@@ -217,13 +254,10 @@ class Uploader(Actor[UploaderMessage]):
         swept = await self._blobs.sweep_staging(STAGING_TTL_S)
         if swept:
             log.info("removed %d staged files left by interrupted uploads", swept)
-        self._consumer = await self._journal.consume(
-            ANALYSIS_CONSUMER, ["file.uploaded"], self.context, self._analyze
-        )
-
-    async def on_stop(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
+        for file_id, sha256 in await self._store.fetch_all(
+            "SELECT file_id, sha256 FROM files WHERE analyzed = 0 AND deleted = 0 ORDER BY seq"
+        ):
+            await self._start_analysis(file_id, sha256)
 
     async def receive(self, message: UploaderMessage) -> Any:
         match message:
@@ -248,9 +282,14 @@ class Uploader(Actor[UploaderMessage]):
                 )
             case DeletePhoto():
                 return await self._delete_photo(message)
-            case JournalNudge():
-                assert self._consumer is not None
-                await self._consumer.drain()
+            case AnalysisFinished():
+                await self._finish_analysis(message)
+                return None
+            case PendingAnalyses():
+                return len(self._analysing)
+            case AwaitAnalyses():
+                if self._analysing:
+                    self._settled.append(self.context.defer_reply())
                 return None
 
     # -- storing -------------------------------------------------------------------------
@@ -286,11 +325,12 @@ class Uploader(Actor[UploaderMessage]):
         file_name = clean_file_name(message.file_name, info.content_type)
         seq = self._next_seq
         self._next_seq += 1
+        correlation_id = message.correlation_id or new_id()
         tx = Transaction()
         tx.execute(
             "INSERT INTO files (file_id, seq, user_id, sha256, file_name, content_type, "
-            "file_size, width, height, metadata, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "file_size, width, height, metadata, created_at, correlation_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 file_id,
                 seq,
@@ -303,12 +343,13 @@ class Uploader(Actor[UploaderMessage]):
                 info.height,
                 _encode(message.metadata),
                 utc_now(),
+                correlation_id,
             ),
         )
         tx.publish(
             FileUploaded(
                 audit=Audit.user(message.user_id),
-                correlation_id=message.correlation_id or new_id(),
+                correlation_id=correlation_id,
                 file_id=file_id,
                 user_id=message.user_id,
                 file_name=file_name,
@@ -328,6 +369,7 @@ class Uploader(Actor[UploaderMessage]):
             if _disk_full(error):
                 raise StorageFull("the database's disk is full; the photo was not kept") from error
             raise
+        await self._start_analysis(file_id, sha256)
         return StoredPhoto(
             file_id=file_id,
             file_name=file_name,
@@ -436,36 +478,78 @@ class Uploader(Actor[UploaderMessage]):
         tx.executemany("DELETE FROM uploader_blob_purges WHERE sha256 = ?", [(r[0],) for r in rows])
         await self._store.commit(tx)
 
-    # -- analysis (journal consumer) -----------------------------------------------------
+    # -- analysis: jobs beside the mailbox ------------------------------------------------
 
-    async def _analyze(self, entry: Entry, tx: Transaction) -> None:
-        event = entry.event
-        if not isinstance(event, FileUploaded):
+    async def _start_analysis(self, file_id: str, sha256: str) -> None:
+        """Analyse a stored photo in a worker thread without holding up the mailbox.
+
+        Analysis (faces above all) takes far longer than storing, so it runs as a job owned by
+        this incarnation and reports back with ``AnalysisFinished``; uploads go on meanwhile.
+        The ``analyzed`` flag is the durable queue: a job lost to a crash is started again by
+        the next incarnation, and the flag makes its result count once.
+        """
+        if file_id in self._analysing:
             return
+        self._analysing.add(file_id)
+        await self.context.start_service(self._analysis_job, file_id, self._blobs.path(sha256))
+
+    async def _analysis_job(
+        self, file_id: str, path: Path, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        task_status.started()
+        try:
+            ai_metadata = await trio.to_thread.run_sync(
+                imaging.analyze, path, limiter=self._limiter
+            )
+        except Exception as error:  # a photo analysis cannot handle must not stop the others
+            log.error("analysis of %s failed: %r", file_id, error, exc_info=error)
+            finished = AnalysisFinished(file_id=file_id, ai_metadata=None, error=repr(error))
+        else:
+            finished = AnalysisFinished(file_id=file_id, ai_metadata=ai_metadata)
+        await self.context.ref.tell(finished)
+
+    async def _finish_analysis(self, message: AnalysisFinished) -> None:
+        self._analysing.discard(message.file_id)
+        try:
+            await self._announce_analysis(message)
+        finally:
+            if not self._analysing:
+                settled, self._settled = self._settled, []
+                for waiter in settled:
+                    waiter.set(None)
+
+    async def _announce_analysis(self, message: AnalysisFinished) -> None:
         row = await self._store.fetch_one(
-            "SELECT deleted, analyzed FROM files WHERE file_id = ?", (event.file_id,)
+            "SELECT user_id, file_name, file_size, content_type, sha256, metadata, width, "
+            "height, correlation_id, deleted, analyzed FROM files WHERE file_id = ?",
+            (message.file_id,),
         )
-        if row is None or row[0] or row[1]:
-            return
-        ai_metadata = await trio.to_thread.run_sync(
-            imaging.analyze, self._blobs.path(event.sha256), limiter=self._limiter
-        )
-        tx.execute("UPDATE files SET analyzed = 1 WHERE file_id = ?", (event.file_id,))
+        if row is None or row[9] or row[10]:
+            return  # deleted meanwhile, or already announced by an earlier job
+        (user_id, file_name, file_size, content_type, sha256, metadata, width, height) = row[:8]
+        ai_metadata = message.ai_metadata
+        if ai_metadata is None:
+            # Analysis failed: announce the photo with what the upload check already knew, so
+            # that it is still filed and shown; the failure is in the log.
+            ai_metadata = AiMetadata(width=width, height=height)
+        tx = Transaction()
+        tx.execute("UPDATE files SET analyzed = 1 WHERE file_id = ?", (message.file_id,))
         tx.publish(
             FileUploadedWithAi(
-                audit=event.audit,
-                correlation_id=event.correlation_id,
-                file_id=event.file_id,
-                user_id=event.user_id,
-                file_name=event.file_name,
-                file_size=event.file_size,
-                content_type=event.content_type,
-                storage_path=event.storage_path,
-                sha256=event.sha256,
-                metadata=event.metadata,
+                audit=Audit.user(user_id),
+                correlation_id=row[8] or new_id(),
+                file_id=message.file_id,
+                user_id=user_id,
+                file_name=file_name,
+                file_size=file_size,
+                content_type=content_type,
+                storage_path=storage_path(sha256),
+                sha256=sha256,
+                metadata=_decode_metadata(metadata),
                 ai_metadata=ai_metadata,
             )
         )
+        await self._store.commit(tx)
 
 
 def _disk_full(error: StoreError) -> bool:

@@ -26,12 +26,13 @@ from actors import DATABASE_NAME, serve
 from actors.accounts import ACCOUNTS_PATH, CreateUser, NewUser
 from actors.album import ListAlbums
 from actors.http import GetHttpAddress, HttpAddress
-from actors.journal import JournalNudge
 from actors.media import ListPhotos
+from actors.uploader import AwaitAnalyses
 from config import load_settings
-from supervision import ActorSystem
+from supervision import ActorCrashed, ActorSystem
 
 UPLOAD = "/api/v1/storage/photos/upload"
+DEVICES = "/api/v1/devices"
 UPLOADER = "/domain/uploader"
 MEDIA = "/domain/media"
 ALBUM = "/domain/album"
@@ -40,6 +41,19 @@ ALBUM = "/domain/album"
 @dataclass(frozen=True)
 class User:
     user_id: str
+    name: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame paired over ``POST /api/v1/devices``, with the token the pairing showed."""
+
+    device_id: str
     name: str
     token: str
 
@@ -70,6 +84,32 @@ class Hub:
         )
         return User(made.user_id, made.name, made.token)
 
+    async def pair_frame(
+        self,
+        admin: User,
+        name: str = "Hall",
+        *,
+        width: int = 1024,
+        height: int = 600,
+        orientation: str = "landscape",
+    ) -> Frame:
+        """A frame paired by ``admin`` as the admin app pairs one."""
+        response = await self.client.post(
+            DEVICES,
+            json={
+                "name": name,
+                "model": "FH-10",
+                "hw_version": "rev2",
+                "width": width,
+                "height": height,
+                "orientation": orientation,
+            },
+            headers=admin.auth,
+        )
+        assert response.status_code == 201, (response.status_code, response.text)
+        paired = response.json()
+        return Frame(paired["device_id"], paired["name"], paired["token"])
+
     async def upload(
         self,
         user: User,
@@ -94,13 +134,18 @@ class Hub:
         """Wait until every committed upload is analysed, versioned and filed.
 
         Analysis (and so ``file.uploaded.with_ai``, the versions and album filing) follows an
-        upload asynchronously. Asking the uploader to drain its journal consumer returns once
-        it has caught up; then a query to the media cache and to the album actor, each of
+        upload asynchronously. The uploader answers ``AwaitAnalyses`` once no analysis is in
+        progress; then a query to the media cache and to the album actor, each of
         which handles every event already in the journal before it answers, returns once they
         have caught up too. (Queries rather than ``JournalNudge``, so that fault rules on
         ``JournalNudge`` count only the hub's own nudges.)
         """
-        await self.system.lookup(UPLOADER).ask(JournalNudge())
+        while True:
+            try:
+                await self.system.lookup(UPLOADER).ask(AwaitAnalyses(), timeout=60)
+                break
+            except ActorCrashed:
+                continue  # a crash test: the next incarnation takes the analyses up again
         await self.system.lookup(MEDIA).ask(ListPhotos(user_id="", base_url=""))
         await self.system.lookup(ALBUM).ask(ListAlbums(user_id=""))
 
