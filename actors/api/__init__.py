@@ -1,12 +1,22 @@
-"""The hub's API routes beyond accounts: photos, albums, playlists and schedules.
+"""The hub's API routes beyond accounts: photos, albums, playlists, schedules and devices.
 
 Each route only translates HTTP into a message for the actor that owns the data.
 """
 
 from ._albums import ALBUM_ROUTES
+from ._devices import DEVICE_ROUTES, NewDevice, PairedDevice
 from ._photos import PHOTO_ROUTES, UploadedFile
 from ._playlists import PLAYLIST_ROUTES
 
-ROUTES = (*PHOTO_ROUTES, *ALBUM_ROUTES, *PLAYLIST_ROUTES)
+ROUTES = (*PHOTO_ROUTES, *ALBUM_ROUTES, *PLAYLIST_ROUTES, *DEVICE_ROUTES)
 
-__all__ = ["ALBUM_ROUTES", "PHOTO_ROUTES", "PLAYLIST_ROUTES", "ROUTES", "UploadedFile"]
+__all__ = [
+    "ALBUM_ROUTES",
+    "DEVICE_ROUTES",
+    "PHOTO_ROUTES",
+    "PLAYLIST_ROUTES",
+    "ROUTES",
+    "NewDevice",
+    "PairedDevice",
+    "UploadedFile",
+]

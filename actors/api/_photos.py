@@ -8,9 +8,18 @@ from typing import Annotated, Literal
 import msgspec
 from starlette.responses import FileResponse, Response
 
-from actors.errors import BadRequest, NotFound
+from actors.devices import DEVICES_PATH, Device, GetDevice
+from actors.errors import BadRequest, Forbidden, NotFound
 from actors.http import PageQuery, RequestContext, StagedUpload, UploadForm, api_route
-from actors.media import GetPhoto, GetVersion, ListPhotos, PhotoPage, PhotoView
+from actors.media import (
+    GetFrameVersion,
+    GetPhoto,
+    GetVersion,
+    ListPhotos,
+    PhotoPage,
+    PhotoView,
+    VersionBlob,
+)
 from actors.uploader import DeletePhoto, OpenOriginal, StoredPhoto, StorePhoto
 
 UPLOADER = "/domain/uploader"
@@ -113,20 +122,54 @@ def _file(context: RequestContext, path: str, content_type: str, sha256: str) ->
     return FileResponse(path, media_type=content_type, headers=headers)
 
 
+async def _frame_version(
+    context: RequestContext, file_id: str, frame_id: str | None
+) -> VersionBlob:
+    """The photo made to cover the panel of ``frame_id`` exactly, recorded as cached for it.
+
+    A user gets versions of their own photos for any paired frame; a frame gets them for
+    itself only (``frame_id`` defaults to it).
+    """
+    principal = context.principal
+    owner: str | None = None
+    if principal.kind == "frame":
+        if frame_id not in (None, principal.id):
+            raise Forbidden("a frame may only fetch versions made for itself")
+        frame_id = principal.id
+    elif frame_id is None:
+        raise BadRequest("size=frame needs frame_id")
+    else:
+        owner = principal.id
+    device: Device = await context.ask(DEVICES_PATH, GetDevice(device_id=frame_id))
+    width, height = device.panel
+    version: VersionBlob = await context.ask(
+        MEDIA,
+        GetFrameVersion(
+            file_id=file_id,
+            width=width,
+            height=height,
+            fill=True,
+            frame_id=frame_id,
+            user_id=owner,
+        ),
+    )
+    return version
+
+
 async def download(context: RequestContext, _: None) -> Response:
     query = context.query(DownloadQuery)
     file_id = context.path_params["file_id"]
+    if context.principal.kind == "frame" and query.size != "frame":
+        # Until albums are assigned to frames, a frame has no claim to anyone's originals.
+        raise Forbidden("a frame may only fetch versions made for it (size=frame)")
     if query.size == "original":
         original = await context.ask(
             UPLOADER, OpenOriginal(user_id=context.user_id, file_id=file_id)
         )
         return _file(context, original.path, original.content_type, original.sha256)
     if query.size == "frame":
-        if query.frame_id is None:
-            raise BadRequest("size=frame needs frame_id")
-        # Frames are paired with the device registry; until a frame with this id exists,
-        # there is no panel to fit.
-        raise NotFound(f"no frame {query.frame_id}")
+        version = await _frame_version(context, file_id, query.frame_id)
+        return _file(context, version.path, version.content_type, version.sha256)
     version = await context.ask(
         MEDIA, GetVersion(user_id=context.user_id, file_id=file_id, size=query.size)
     )
@@ -180,9 +223,11 @@ PHOTO_ROUTES = (
         download,
         query=DownloadQuery,
         media_type="image/*",
-        errors=(400, 404),
+        auth="user_or_frame",
+        errors=(400, 403, 404),
         tags=("photos",),
-        summary="the original bytes or a version (ETag; 304 on If-None-Match)",
+        summary="the original bytes or a version (ETag; 304 on If-None-Match); "
+        "a frame may fetch only size=frame, for itself",
     ),
     api_route(
         "DELETE",

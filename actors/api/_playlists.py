@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from actors.devices import DEVICES_PATH, GetDevice
 from actors.http import PageQuery, RequestContext, api_route
 from actors.media import (
     CreatePlaylist,
@@ -95,6 +96,8 @@ async def delete_playlist(context: RequestContext, _: None) -> None:
 
 
 async def create_schedule(context: RequestContext, body: NewSchedule) -> Schedule:
+    # The media cache keeps schedules but knows no frames: the registry says which exist.
+    await context.ask(DEVICES_PATH, GetDevice(device_id=body.frame_id))
     schedule: Schedule = await context.ask(
         MEDIA,
         CreateSchedule(

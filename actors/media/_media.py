@@ -455,7 +455,7 @@ class MediaCache(Actor[MediaMessage]):
 
     async def _frame_version(self, message: GetFrameVersion) -> VersionBlob:
         check_panel(message.width, message.height)
-        photo = self._photo(None, message.file_id)
+        photo = self._photo(message.user_id, message.file_id)
         spec = imaging.frame_spec(message.width, message.height, message.fill)
         version = photo.versions.get(spec.name)
         made: list[_Version] = []

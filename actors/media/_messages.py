@@ -68,7 +68,8 @@ class GetFrameVersion(msgspec.Struct, frozen=True, kw_only=True):
 
     ``fill`` covers the panel exactly (cropping around the faces), else the photo fits inside.
     Made from the original on first request and kept; with ``frame_id`` it is recorded as
-    cached for that frame. No owner check: the gateway asks only after authorising the frame.
+    cached for that frame. ``user_id`` None skips the owner check: for a frame the gateway
+    has already authorised; a user's request names the user, so only their photos are found.
     """
 
     file_id: str
@@ -76,6 +77,7 @@ class GetFrameVersion(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     fill: bool = True
     frame_id: str | None = None
+    user_id: str | None = None
 
 
 class PhotoVersion(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,170 @@
+"""The device registry: pairing, listing, showing and unpairing frames, on a real SQLite file.
+
+Events are read back from the journal's ``events`` table; a restart is a second actor system
+on the same database file, so the registry has to rebuild what it answers from its table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from actors.devices import (
+    DEVICES_PATH,
+    DeleteDevice,
+    Device,
+    DevicePage,
+    DeviceRegistry,
+    GetDevice,
+    ListDevices,
+    RegisterDevice,
+)
+from actors.errors import BadRequest, Invalid, NotFound
+from actors.events import AnyEvent, Audit
+from actors.journal import Journal
+from actors.store import Store
+from supervision import ActorRef, ChildSpec, open_asyncio_bridge, open_system, supervisor
+
+_decode = msgspec.json.Decoder(AnyEvent).decode
+
+
+@asynccontextmanager
+async def open_registry(path: Path) -> AsyncIterator[tuple[Store, ActorRef[Any]]]:
+    """The registry at ``/domain/devices`` on the database file ``path``."""
+    async with open_asyncio_bridge() as bridge, Store.open(path, bridge) as store:
+        journal = Journal(store)
+        devices = ChildSpec("devices", lambda: DeviceRegistry(store, journal))
+        tree = supervisor("root", [supervisor("domain", [devices])])
+        async with open_system(tree, bridge=bridge) as system:
+            yield store, system.lookup(DEVICES_PATH)
+
+
+async def published(store: Store, name: str) -> list[Any]:
+    rows = await store.fetch_all("SELECT payload FROM events WHERE name = ? ORDER BY seq", (name,))
+    return [_decode(row[0]) for row in rows]
+
+
+def hall_frame(**changes: Any) -> RegisterDevice:
+    fields: dict[str, Any] = {
+        "name": "Hall",
+        "model": "FH-10",
+        "hw_version": "rev2",
+        "width": 1024,
+        "height": 600,
+        "orientation": "landscape",
+    }
+    return RegisterDevice(**{**fields, **changes})
+
+
+async def test_devices_are_registered_listed_shown_and_deleted(tmp_path: Path) -> None:
+    async with open_registry(tmp_path / "hub.db") as (store, registry):
+        hall = await registry.ask(hall_frame(name="  Hall  ", correlation_id="pair-1"))
+        assert isinstance(hall, Device)
+        assert (hall.name, hall.model, hall.hw_version) == ("Hall", "FH-10", "rev2")
+        assert (hall.width, hall.height, hall.orientation) == (1024, 600, "landscape")
+        kitchen = await registry.ask(hall_frame(name="Kitchen", orientation="portrait"))
+        attic = await registry.ask(hall_frame(name="Attic", user_id="admin-1"))
+        assert len({hall.device_id, kitchen.device_id, attic.device_id}) == 3
+
+        assert await registry.ask(GetDevice(device_id=kitchen.device_id)) == kitchen
+        page = await registry.ask(ListDevices(limit=2))
+        assert isinstance(page, DevicePage)
+        assert page.items == [hall, kitchen]
+        assert page.next_cursor is not None
+        rest = await registry.ask(ListDevices(limit=2, cursor=page.next_cursor))
+        assert (rest.items, rest.next_cursor) == ([attic], None)
+
+        assert await registry.ask(DeleteDevice(device_id=kitchen.device_id)) is None
+        for request in (
+            GetDevice(device_id=kitchen.device_id),
+            DeleteDevice(device_id=kitchen.device_id),
+            GetDevice(device_id="no-such-device"),
+        ):
+            with pytest.raises(NotFound):
+                await registry.ask(request)
+        assert (await registry.ask(ListDevices())).items == [hall, attic]
+
+        registered = await published(store, "device.registered")
+        assert [(e.device_id, e.name, e.width, e.height, e.orientation) for e in registered] == [
+            (hall.device_id, "Hall", 1024, 600, "landscape"),
+            (kitchen.device_id, "Kitchen", 1024, 600, "portrait"),
+            (attic.device_id, "Attic", 1024, 600, "landscape"),
+        ]
+        assert (registered[0].model, registered[0].hw_version) == ("FH-10", "rev2")
+        assert registered[0].correlation_id == "pair-1"
+        assert registered[0].audit == Audit.system("devices")
+        assert registered[2].audit == Audit.user("admin-1")
+        deleted = await published(store, "device.deleted")
+        assert [e.device_id for e in deleted] == [kitchen.device_id]
+
+
+async def test_invalid_devices_are_refused_and_publish_nothing(tmp_path: Path) -> None:
+    async with open_registry(tmp_path / "hub.db") as (store, registry):
+        for request in (
+            hall_frame(name=""),
+            hall_frame(name="   "),
+            hall_frame(name="x" * 65),
+            hall_frame(name="tab\there"),
+            hall_frame(model=""),
+            hall_frame(model="m" * 65),
+            hall_frame(hw_version=""),
+            hall_frame(width=0),
+            hall_frame(height=-1),
+            hall_frame(width=8193),
+            hall_frame(orientation="upside-down"),
+        ):
+            with pytest.raises(Invalid):
+                await registry.ask(request)
+        longest = await registry.ask(
+            hall_frame(name="n" * 64, model="m" * 64, hw_version="h" * 64, width=8192, height=1)
+        )
+        assert (longest.width, longest.height) == (8192, 1)
+        for page in (ListDevices(limit=0), ListDevices(limit=501), ListDevices(cursor="junk")):
+            with pytest.raises(BadRequest):
+                await registry.ask(page)
+        assert [e.device_id for e in await published(store, "device.registered")] == [
+            longest.device_id
+        ]
+
+
+def test_the_panel_turns_with_the_orientation() -> None:
+    def panel(width: int, height: int, orientation: str) -> tuple[int, int]:
+        return Device(
+            device_id="d",
+            name="n",
+            model="m",
+            hw_version="h",
+            width=width,
+            height=height,
+            orientation=orientation,  # type: ignore[arg-type]
+            created_at="2026-01-01T00:00:00.000Z",
+        ).panel
+
+    assert panel(1024, 600, "landscape") == (1024, 600)
+    assert panel(600, 1024, "landscape") == (1024, 600)
+    assert panel(1024, 600, "portrait") == (600, 1024)
+    assert panel(600, 1024, "portrait") == (600, 1024)
+    assert panel(800, 800, "portrait") == (800, 800)
+
+
+async def test_devices_survive_a_restart_and_deleted_ones_stay_deleted(tmp_path: Path) -> None:
+    database = tmp_path / "hub.db"
+    async with open_registry(database) as (_, registry):
+        hall = await registry.ask(hall_frame())
+        gone = await registry.ask(hall_frame(name="Gone", orientation="portrait"))
+        await registry.ask(DeleteDevice(device_id=gone.device_id))
+    async with open_registry(database) as (store, registry):
+        assert await registry.ask(GetDevice(device_id=hall.device_id)) == hall
+        with pytest.raises(NotFound):
+            await registry.ask(GetDevice(device_id=gone.device_id))
+        assert (await registry.ask(ListDevices())).items == [hall]
+        # The deleted frame's row stays, so its id is never reused and its events stay known.
+        row = await store.fetch_one(
+            "SELECT deleted FROM devices WHERE device_id = ?", (gone.device_id,)
+        )
+        assert row == (1,)
