@@ -8,6 +8,7 @@ into an assertion or an exit code.
 
 from __future__ import annotations
 
+import argparse
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -170,3 +171,15 @@ def _fmt(value: Figure) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def run_cli(prog: str, description: str | None, main: Callable[[bool], object]) -> None:
+    """``python -m bench.NAME [--json]``: the command line every benchmark module shares."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
+    args = parser.parse_args()
+    main(args.json)

@@ -25,7 +25,6 @@ machine falls on all three alike; each figure is the median of its samples.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import statistics
@@ -45,7 +44,7 @@ import trio
 from PIL import Image, ImageOps
 
 from actors.imaging import HD, THUMBNAIL, VersionSpec, frame_spec, render_versions
-from bench._report import Report, Target
+from bench._report import Report, Target, run_cli
 
 PHOTO_SIZE = (4032, 3024)
 PHOTO_QUALITY = 92
@@ -429,16 +428,5 @@ def main(json_output: bool) -> dict[str, float | int]:
     return figures
 
 
-def _cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.images",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
-    args = parser.parse_args(argv)
-    main(args.json)
-
-
 if __name__ == "__main__":
-    _cli()
+    run_cli("python -m bench.images", __doc__, main)

@@ -20,7 +20,6 @@ together with its cursor advance; an ``on_commit`` callback records what was han
 
 from __future__ import annotations
 
-import argparse
 import gc
 import math
 import os
@@ -41,7 +40,7 @@ import trio
 from actors.events import Audit, FileDeleted
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.store import Entry, Store, Transaction
-from bench._report import Report, Target, percentile
+from bench._report import Report, Target, percentile, run_cli
 from supervision import Actor, ChildSpec, open_asyncio_bridge, open_system, supervisor
 
 SUBSCRIBERS = ("sub_a", "sub_b", "sub_c")
@@ -553,16 +552,5 @@ def main(json_output: bool) -> dict[str, float | int]:
     return report.finish(json_output)
 
 
-def _cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.journal",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
-    args = parser.parse_args(argv)
-    main(args.json)
-
-
 if __name__ == "__main__":
-    _cli()
+    run_cli("python -m bench.journal", __doc__, main)

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from actors.errors import BadRequest, Invalid, NotFound
+from actors.errors import Invalid, NotFound
 from actors.events import (
     AlbumCreated,
     AlbumDeleted,
@@ -34,14 +34,13 @@ from actors.events import (
     utc_now,
 )
 from actors.journal import Consumer, Journal, JournalNudge
+from actors.paging import DEFAULT_PAGE, page_of
 from actors.store import Entry, Store, Transaction
 from supervision import Actor
 
 log = logging.getLogger("framehub.album")
 
 MAX_NAME_LENGTH = 100
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
 
 ALBUM_MIGRATIONS = (
     """
@@ -212,18 +211,6 @@ def check_album_name(name: str) -> str:
     return name
 
 
-def _check_limit(limit: int) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-
-
-def _cursor_key(cursor: str) -> tuple[str, str]:
-    created_at, sep, album_id = cursor.partition("~")
-    if not sep or not album_id:
-        raise BadRequest("malformed cursor")
-    return created_at, album_id
-
-
 # -- the actor ---------------------------------------------------------------------------------
 
 
@@ -315,19 +302,8 @@ class Album(Actor[AlbumMessage]):
         return album.info()
 
     def _list(self, user_id: str, limit: int, cursor: str | None) -> AlbumPage:
-        _check_limit(limit)
-        mine = sorted(
-            (a for a in self._albums.values() if a.owner_id == user_id),
-            key=lambda a: (a.created_at, a.album_id),
-        )
-        if cursor is not None:
-            after = _cursor_key(cursor)
-            mine = [a for a in mine if (a.created_at, a.album_id) > after]
-        page = mine[:limit]
-        next_cursor = None
-        if len(mine) > limit:
-            last = page[-1]
-            next_cursor = f"{last.created_at}~{last.album_id}"
+        mine = (a for a in self._albums.values() if a.owner_id == user_id)
+        page, next_cursor = page_of(mine, lambda a: (a.created_at, a.album_id), limit, cursor)
         return AlbumPage(items=[a.info() for a in page], next_cursor=next_cursor)
 
     async def _delete(self, message: DeleteAlbum) -> None:

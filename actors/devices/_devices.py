@@ -19,10 +19,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from actors.errors import BadRequest, Invalid, NotFound
+from actors.errors import Invalid, NotFound
 from actors.events import Audit, DeviceDeleted, DeviceRegistered, new_id, utc_now
 from actors.journal import Journal
 from actors.media import MAX_FRAME_SIDE
+from actors.paging import DEFAULT_PAGE, page_of
 from actors.store import Store
 from supervision import Actor
 
@@ -33,8 +34,6 @@ MAX_TEXT_LENGTH = 64
 """Longest name, model or hardware version."""
 MAX_PANEL_SIDE = MAX_FRAME_SIDE
 """A panel side the media cache can make versions for."""
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
 
 Orientation = Literal["landscape", "portrait"]
 ORIENTATIONS: tuple[Orientation, ...] = ("landscape", "portrait")
@@ -155,13 +154,6 @@ def _audit_of(user_id: str | None) -> Audit:
     return Audit.system("devices") if user_id is None else Audit.user(user_id)
 
 
-def _cursor_key(cursor: str) -> tuple[str, str]:
-    created_at, sep, device_id = cursor.partition("~")
-    if not sep or not device_id:
-        raise BadRequest("malformed cursor")
-    return created_at, device_id
-
-
 # -- the actor ---------------------------------------------------------------------------------
 
 
@@ -257,17 +249,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
         return device
 
     def _list(self, limit: int, cursor: str | None) -> DevicePage:
-        if not 1 <= limit <= MAX_PAGE:
-            raise BadRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-        devices = sorted(self._devices.values(), key=lambda d: (d.created_at, d.device_id))
-        if cursor is not None:
-            after = _cursor_key(cursor)
-            devices = [d for d in devices if (d.created_at, d.device_id) > after]
-        page = devices[:limit]
-        next_cursor = None
-        if len(devices) > limit:
-            last = page[-1]
-            next_cursor = f"{last.created_at}~{last.device_id}"
+        page, next_cursor = page_of(
+            self._devices.values(), lambda d: (d.created_at, d.device_id), limit, cursor
+        )
         return DevicePage(items=page, next_cursor=next_cursor)
 
     async def _delete(self, message: DeleteDevice) -> None:

@@ -47,6 +47,7 @@ from actors.events import (
     utc_now,
 )
 from actors.journal import Consumer, Journal, JournalNudge
+from actors.paging import page_of
 from actors.store import Entry, Store, Transaction
 from supervision import Actor
 
@@ -76,7 +77,6 @@ from ._messages import (
     check_name,
     check_panel,
     check_schedule,
-    page_of,
 )
 
 log = logging.getLogger("framehub.media")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
-from typing import Literal, TypeVar
+from typing import Literal
 
 import msgspec
 
-from actors.errors import BadRequest, Invalid
+from actors.errors import Invalid
 from actors.events import AiMetadata
 from actors.journal import JournalNudge
+from actors.paging import DEFAULT_PAGE
 
 MAX_NAME_LENGTH = 100
 MAX_PLAYLIST_ITEMS = 10_000
@@ -19,12 +19,8 @@ MAX_FRAME_SIDE = 8192
 """Widest or tallest frame panel a version is made for (8K)."""
 MIN_INTERVAL_S = 10
 MAX_INTERVAL_S = 86_400
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
 
 StandardSize = Literal["thumbnail", "hd"]
-
-T = TypeVar("T")
 
 
 # -- photos and their versions -----------------------------------------------------------------
@@ -282,36 +278,3 @@ def check_panel(width: int, height: int) -> None:
     for side, value in (("width", width), ("height", height)):
         if not 1 <= value <= MAX_FRAME_SIDE:
             raise Invalid(f"frame {side} must be between 1 and {MAX_FRAME_SIDE}, got {value}")
-
-
-def check_limit(limit: int) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-
-
-def page_of(
-    items: Iterable[T],
-    key: Callable[[T], tuple[str, str]],
-    limit: int,
-    cursor: str | None,
-    *,
-    newest_first: bool = False,
-) -> tuple[list[T], str | None]:
-    """One page of ``items`` ordered by ``key`` (a timestamp and an id) and the next cursor.
-
-    The cursor is the key of the page's last item: a page starts after it however items were
-    added or removed meanwhile.
-    """
-    check_limit(limit)
-    ordered = sorted(items, key=key, reverse=newest_first)
-    if cursor is not None:
-        stamp, sep, ident = cursor.partition("~")
-        if not sep or not ident:
-            raise BadRequest("malformed cursor")
-        after = (stamp, ident)
-        ordered = [i for i in ordered if (key(i) < after if newest_first else key(i) > after)]
-    page = ordered[:limit]
-    if len(ordered) <= limit:
-        return page, None
-    stamp, ident = key(page[-1])
-    return page, f"{stamp}~{ident}"
