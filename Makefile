@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # command:package pairs the hub and its tests need from the system; later features add to it.
-SYSTEM_PACKAGES :=
+SYSTEM_PACKAGES := mosquitto:mosquitto
 
 system-deps:
 	@sh scripts/system-deps.sh $(SYSTEM_PACKAGES)

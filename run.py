@@ -32,6 +32,7 @@ def _configure_logging(level: str) -> None:
 
 def cmd_serve(_: argparse.Namespace) -> int:
     from actors import serve
+    from actors.mqtt import BrokerUnavailable
     from actors.store import StoreError
 
     settings = _settings()
@@ -41,7 +42,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
     except SystemFailure as failure:
         logging.getLogger("framehub").critical("framehub stopped: %s", failure)
         return 1
-    except StoreError as error:
+    except (StoreError, BrokerUnavailable) as error:
         logging.getLogger("framehub").critical("framehub cannot start: %s", error)
         return 1
     return 0

@@ -20,6 +20,13 @@ from actors.devices import DeviceRegistry
 from actors.http import GetHttpAddress, HttpAddress, HttpGateway
 from actors.journal import AuditLog, Journal, JournalKeeper
 from actors.media import MediaCache
+from actors.mqtt import (
+    BrokerAccess,
+    BrokerAddress,
+    GetBrokerAddress,
+    MosquittoBroker,
+    find_mosquitto,
+)
 from actors.store import Store
 from actors.uploader import Uploader
 from config import Settings
@@ -80,6 +87,17 @@ def hub_tree(
 
     capacity = runtime.mailbox_capacity
     retention_s = settings.journal.retention_hours * 3600
+    broker_access = BrokerAccess()  # frames' broker access outlives broker restarts
+    broker: list[ChildSpec[Any]] = []
+    if settings.mqtt.mode == "managed":
+        broker.append(
+            ChildSpec(
+                "broker",
+                lambda: MosquittoBroker(settings.mqtt, settings.data_path, access=broker_access),
+                mailbox_capacity=capacity,
+                shutdown_timeout=max(runtime.shutdown_timeout_s, 5.0),
+            )
+        )
     infra: list[ChildSpec[Any]] = [
         ChildSpec(
             "journal",
@@ -87,6 +105,7 @@ def hub_tree(
             mailbox_capacity=capacity,
         ),
         ChildSpec("audit", lambda: AuditLog(journal), mailbox_capacity=capacity),
+        *broker,
     ]
     store = journal.store
     domain: list[ChildSpec[Any]] = [
@@ -155,6 +174,8 @@ async def serve(
     data directory cannot be used (it is then left untouched).
     """
     data_dir = settings.data_path
+    if settings.mqtt.mode == "managed":
+        find_mosquitto(settings.mqtt)  # say how to install it before anything starts
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "ports.json").unlink(missing_ok=True)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -175,8 +196,15 @@ async def serve(
                 for line in _describe_tree(system):
                     log.info("started %s", line)
                 http: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
-                write_ports(data_dir, {"http": http.port})
+                ports = {"http": http.port}
                 log.info("HTTP API on %s", http.base_url)
+                if settings.mqtt.mode == "managed":
+                    mqtt: BrokerAddress = await system.lookup("/infra/broker").ask(
+                        GetBrokerAddress()
+                    )
+                    ports["mqtt"] = mqtt.port
+                    log.info("MQTT broker (mosquitto) on %s:%d", mqtt.host, mqtt.port)
+                write_ports(data_dir, ports)
                 log.info("framehub ready (data in %s)", data_dir)
                 if on_ready is not None:
                     await on_ready(system)

@@ -208,6 +208,7 @@ class _Hub:
             **os.environ,
             "FRAMEHUB_DATA_DIR": str(self.data_dir),
             "FRAMEHUB_HTTP__PORT": "0",
+            "FRAMEHUB_MQTT__PORT": "0",
             "FRAMEHUB_HTTP__RATE_LIMIT_PER_MINUTE": "100000",
             "FRAMEHUB_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),

@@ -26,6 +26,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 MqttMode = Literal["managed", "external"]
 
 MQTT_DEFAULT_PORT = 1883
+MANAGED_BROKER_PORT = 1884
+"""Not 1883: a broker already on the machine (Debian's mosquitto service) often has it."""
 
 
 def _require_finite(struct: msgspec.Struct) -> None:
@@ -107,7 +109,7 @@ class MqttSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     mode: MqttMode = "managed"
     host: NonEmptyStr = "127.0.0.1"
-    port: Port = MQTT_DEFAULT_PORT
+    port: Port = MANAGED_BROKER_PORT
     url: str = ""
     mosquitto_binary: NonEmptyStr = "mosquitto"
 

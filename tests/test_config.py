@@ -58,7 +58,7 @@ def test_defaults_load_with_no_environment() -> None:
     )
     assert settings.console == ConsoleSettings(host="127.0.0.1", port=8081)
     assert settings.mqtt == MqttSettings(
-        mode="managed", host="127.0.0.1", port=1883, url="", mosquitto_binary="mosquitto"
+        mode="managed", host="127.0.0.1", port=1884, url="", mosquitto_binary="mosquitto"
     )
     assert settings.runtime == RuntimeSettings(
         mailbox_capacity=1000,

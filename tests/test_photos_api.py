@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from PIL import ImageStat
 
 from actors.api import ROUTES
 from actors.events import AiMetadata
+from actors.mqtt import GetBrokerAddress
 from actors.uploader import AnalysisFinished
 from supervision import FaultAction, FaultRule
 from tests.api_support import UPLOAD, Hub, User, running_hub
@@ -892,7 +894,11 @@ async def test_openapi_lists_every_route_and_the_probes_answer(tmp_path: Path) -
         assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
         problem(await hub.client.get("/api/v1/nothing-here"), 404)
         ports = json.loads((hub.data_dir / "ports.json").read_text())
-        assert ports == {"http": hub.address.port}
+        broker = await hub.system.lookup("/infra/broker").ask(GetBrokerAddress())
+        assert ports == {"http": hub.address.port, "mqtt": broker.port}
+        # The managed broker listens where ports.json says.
+        with socket.create_connection(("127.0.0.1", ports["mqtt"]), timeout=5):
+            pass
 
 
 async def test_links_in_replies_use_the_public_url(tmp_path: Path) -> None:

@@ -23,7 +23,11 @@ async def test_upload_command_sends_photos_into_an_album_and_reports_refusals(
 ) -> None:
     data_dir = tmp_path / "hub"
     settings = load_settings(
-        environ={"FRAMEHUB_DATA_DIR": str(data_dir), "FRAMEHUB_HTTP__PORT": "0"}
+        environ={
+            "FRAMEHUB_DATA_DIR": str(data_dir),
+            "FRAMEHUB_HTTP__PORT": "0",
+            "FRAMEHUB_MQTT__PORT": "0",
+        }
     )
     photos = []
     for k, colour in enumerate(["red", "green"]):
