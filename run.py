@@ -173,6 +173,30 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the hub of this data directory answers ready, else 1 with the reason."""
+    import httpx
+
+    hub = args.hub or _hub_url(_settings())
+    if hub is None:
+        print("framehub: not running (no ports.json in the data directory)", file=sys.stderr)
+        return 1
+    try:
+        response = httpx.get(f"{hub}/readyz", timeout=args.timeout)
+    except httpx.HTTPError as error:
+        print(f"framehub: no answer from {hub}: {error}", file=sys.stderr)
+        return 1
+    if response.status_code == 200:
+        print(f"framehub at {hub} is ready")
+        return 0
+    try:
+        reason = response.json().get("detail") or response.json().get("status")
+    except ValueError:
+        reason = response.text[:200]
+    print(f"framehub at {hub} is not ready ({response.status_code}): {reason}", file=sys.stderr)
+    return 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="run.py", description="framehub: a hub for photo frames")
     commands = root.add_subparsers(dest="command", required=True)
@@ -192,6 +216,10 @@ def parser() -> argparse.ArgumentParser:
     upload.add_argument("--hub", help="hub URL (default: this data directory's running hub)")
     upload.add_argument("--token", help="API token (default: $FRAMEHUB_TOKEN)")
     upload.set_defaults(handler=cmd_upload)
+    health = commands.add_parser("health", help="exit 0 when the running hub is ready")
+    health.add_argument("--hub", help="hub URL (default: this data directory's running hub)")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for it")
+    health.set_defaults(handler=cmd_health)
     users = commands.add_parser("users", help="manage users")
     user_actions = users.add_subparsers(dest="action", required=True)
     add_user = user_actions.add_parser("add", help="create a user and print its API token")

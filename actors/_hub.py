@@ -211,4 +211,5 @@ async def serve(
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     break
+    (data_dir / "ports.json").unlink(missing_ok=True)  # nothing listens there any more
     log.info("framehub stopped")

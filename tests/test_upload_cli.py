@@ -93,3 +93,41 @@ async def test_upload_command_sends_photos_into_an_album_and_reports_refusals(
     assert [album["name"] for album in outcome["albums"]] == ["Trip"]  # type: ignore[attr-defined]
     assert outcome["in_album"] == 2
     assert outcome["photos"] == 2
+
+
+async def test_health_command_tells_a_ready_hub_from_a_stopped_one(tmp_path: Path) -> None:
+    data_dir = tmp_path / "hub"
+    environment = {**os.environ, "FRAMEHUB_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    health = [sys.executable, str(ROOT / "run.py"), "health"]
+    settings = load_settings(
+        environ={
+            "FRAMEHUB_DATA_DIR": str(data_dir),
+            "FRAMEHUB_HTTP__PORT": "0",
+            "FRAMEHUB_MQTT__PORT": "0",
+        }
+    )
+    outcome: dict[str, object] = {}
+
+    class _Done(Exception):
+        pass
+
+    async def on_ready(system: ActorSystem) -> None:
+        result = await trio.run_process(
+            health, env=environment, capture_stdout=True, capture_stderr=True, check=False
+        )
+        outcome["ready"] = (result.returncode, result.stdout.decode())
+        raise _Done
+
+    try:
+        with trio.fail_after(60):
+            await serve(settings, on_ready=on_ready)
+    except _Done:
+        pass
+    code, out = outcome["ready"]  # type: ignore[misc]
+    assert code == 0 and "is ready" in out
+    # The hub is gone (its ports.json says where it was): health now fails with the reason.
+    stopped = await trio.run_process(
+        health, env=environment, capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert stopped.returncode == 1
+    assert "no answer" in stopped.stderr.decode() or "not running" in stopped.stderr.decode()
