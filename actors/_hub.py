@@ -192,7 +192,9 @@ async def serve(
             versions = BlobStore(data_dir / BLOBS_DIR / "versions")
             limiter = trio.CapacityLimiter(IMAGE_WORKERS)
             tree = hub_tree(settings, journal, originals, versions, limiter)
-            async with open_system(tree, bridge=bridge) as system:
+            async with open_system(
+                tree, bridge=bridge, ask_timeout=settings.runtime.ask_timeout_s
+            ) as system:
                 for line in _describe_tree(system):
                     log.info("started %s", line)
                 http: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())

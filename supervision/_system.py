@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from ._actor import ActorRef, Supervisor
+from ._actor import DEFAULT_ASK_TIMEOUT, ActorRef, Supervisor
 from ._asyncio_bridge import AsyncioBridge, open_asyncio_bridge
 from ._cell import Cell, StartChildren, State, StopChild
 from ._errors import ActorNotFound, SystemFailure, lone_error
@@ -107,7 +107,7 @@ class ActorSystem:
         *,
         batch_size: int,
         seed: int | None,
-        ask_timeout: float | None = 5.0,
+        ask_timeout: float | None = DEFAULT_ASK_TIMEOUT,
     ) -> None:
         self.nursery = nursery
         self._bridge = bridge
@@ -230,7 +230,7 @@ async def open_system(
     seed: int | None = None,
     with_asyncio: bool = True,
     bridge: AsyncioBridge | None = None,
-    ask_timeout: float | None = 5.0,
+    ask_timeout: float | None = DEFAULT_ASK_TIMEOUT,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the block.
 

@@ -12,7 +12,14 @@ import trio
 from actors.events import Audit, DeviceDeleted
 from actors.journal import AuditLog, Journal
 from supervision import ChildSpec
-from tests.journal_support.common import deleted, has_cursor, open_hub, poll, publish, uploaded
+from tests.journal_support.common import (
+    deleted,
+    has_cursor,
+    open_hub,
+    publish,
+    until_committed,
+    uploaded,
+)
 
 
 class Lines(logging.Handler):
@@ -54,7 +61,7 @@ async def test_the_audit_log_writes_one_json_line_per_event(tmp_path: Path) -> N
                     await lines.changed.wait()
                 # Its cursor moved past them: they will not be logged again after a restart.
                 last = entries[-1].seq
-                await poll(lambda: has_cursor(hub.store, "audit", last))
+                await until_committed(hub.store, lambda: has_cursor(hub.store, "audit", last))
     finally:
         audit.removeHandler(lines)
         audit.setLevel(level)

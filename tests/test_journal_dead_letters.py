@@ -29,9 +29,9 @@ from tests.journal_support.common import (
     cursor_of,
     deleted,
     open_hub,
-    poll,
     publish,
     recorder,
+    until_committed,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ async def park_the_poison(path: Path, probe: Probe) -> tuple[list[Entry], Entry]
             entries = await publish(hub.store, deleted("before"), deleted("poison"))
             entries += await publish(hub.store, deleted("after"))
             await probe.wait_applied("flaky", 2)
-            await poll(lambda: parked(hub.journal))
+            await until_committed(hub.store, lambda: parked(hub.journal))
         return entries, entries[1]
 
 
@@ -95,7 +95,7 @@ async def test_a_poison_event_is_parked_and_replayed_through_the_keeper(tmp_path
             entries += await publish(store, deleted("after"), deleted("later"))
             # The stream went on past the poison event.
             await probe.wait_applied("flaky", 3)
-            await poll(lambda: parked(journal))
+            await until_committed(journal.store, lambda: parked(journal))
         bad = entries[1]
         assert probe.seqs("flaky") == [1, 3, 4]
         assert probe.delivery_counts("flaky")[bad.seq] == MAX_ATTEMPTS
@@ -120,7 +120,7 @@ async def test_a_poison_event_is_parked_and_replayed_through_the_keeper(tmp_path
             await probe.wait_until(
                 lambda: probe.delivery_counts("flaky")[bad.seq] == MAX_ATTEMPTS + 1
             )
-            await poll(lambda: parked(journal, replay_requested=False))
+            await until_committed(journal.store, lambda: parked(journal, replay_requested=False))
         (again,) = await journal.dead_letters()
         assert again.id == letter.id and again.attempts == MAX_ATTEMPTS + 1
 
@@ -129,7 +129,7 @@ async def test_a_poison_event_is_parked_and_replayed_through_the_keeper(tmp_path
         with trio.fail_after(TIMEOUT):
             await keeper.ask(ReplayDeadLetter(letter.id))
             await probe.wait_seq("flaky", bad.seq)
-            await poll(lambda: none_parked(journal))
+            await until_committed(journal.store, lambda: none_parked(journal))
         await assert_exactly_once(store, "flaky", entries)
         with pytest.raises(UnknownDeadLetter):
             await keeper.ask(ReplayDeadLetter(letter.id))
@@ -205,7 +205,7 @@ async def test_the_cli_lists_and_replays_dead_letters_of_a_stopped_hub(tmp_path:
     async with open_hub(path, flaky_hub(probe), max_attempts=MAX_ATTEMPTS) as hub:
         with trio.fail_after(TIMEOUT):
             await probe.wait_seq("flaky", bad.seq)
-            await poll(lambda: none_parked(hub.journal))
+            await until_committed(hub.store, lambda: none_parked(hub.journal))
         await assert_exactly_once(hub.store, "flaky", entries)
     code, out, _ = await cli(data_dir, "deadletters", "list", "--json")
     assert code == 0 and json.loads(out) == []
@@ -237,7 +237,7 @@ async def test_a_cli_replay_reaches_a_running_hub_through_the_keeper(tmp_path: P
         with trio.fail_after(TIMEOUT):
             entries = await publish(hub.store, deleted("poison"), deleted("after"))
             await probe.wait_applied("flaky", 1)
-            await poll(lambda: parked(hub.journal))
+            await until_committed(hub.store, lambda: parked(hub.journal))
         (letter,) = await hub.journal.dead_letters()
         poison.fixed = True
         # Another process marks it while this hub runs; the keeper's periodic check wakes
@@ -246,6 +246,6 @@ async def test_a_cli_replay_reaches_a_running_hub_through_the_keeper(tmp_path: P
             code, _, err = await cli(data_dir, "deadletters", "replay", str(letter.id))
             assert code == 0, err
             await probe.wait_seq("flaky", letter.seq)
-            await poll(lambda: none_parked(hub.journal))
+            await until_committed(hub.store, lambda: none_parked(hub.journal))
         await assert_exactly_once(hub.store, "flaky", entries)
         assert await cursor_of(hub.store, "flaky") == entries[-1].seq

@@ -24,6 +24,7 @@ from tests.journal_support.common import (
     open_hub,
     poll,
     recorder,
+    until_committed,
 )
 from tests.journal_support.kill_worker import SUBSCRIBER
 
@@ -106,7 +107,7 @@ async def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Pa
     async with open_hub(path, lambda j: [recorder(j, SUBSCRIBER, probe)]) as hub:
         store = hub.store
         with trio.fail_after(10):
-            await poll(lambda: has_cursor(store, SUBSCRIBER, store.last_seq))
+            await until_committed(store, lambda: has_cursor(store, SUBSCRIBER, store.last_seq))
 
         rows = await store.fetch_all("SELECT seq, payload FROM events ORDER BY seq")
         entries = [Entry(seq, msgspec.json.decode(payload, type=AnyEvent)) for seq, payload in rows]

@@ -36,6 +36,7 @@ from ._catalogue import (
     UpdateCompleted,
     UpdateFailed,
     new_id,
+    rfc3339,
     utc_now,
 )
 
@@ -75,5 +76,6 @@ __all__ = [
     "UpdateCompleted",
     "UpdateFailed",
     "new_id",
+    "rfc3339",
     "utc_now",
 ]

@@ -20,6 +20,13 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def rfc3339(epoch: float) -> str:
+    """A Unix time as an RFC 3339 UTC timestamp with milliseconds, like ``utc_now``."""
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
 def new_id() -> str:
     """128 random bits as 32 hex digits (as ``uuid4().hex`` without the version bits' cost)."""
     return os.urandom(16).hex()

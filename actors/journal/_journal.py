@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from actors.events import rfc3339
 from actors.store import Entry, Store, Transaction
 from supervision import Actor, ActorContext, DomainError
 
@@ -35,10 +35,6 @@ class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 class UnknownDeadLetter(DomainError):
     pass
-
-
-def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Journal:
@@ -88,7 +84,7 @@ class Journal:
                 event=row[3],
                 error=row[4],
                 attempts=row[5],
-                parked_at=_rfc3339(row[6]),
+                parked_at=rfc3339(row[6]),
                 replay_requested=bool(row[7]),
             )
             for row in rows

@@ -242,6 +242,7 @@ class Store:
         self._write_lock = trio.Lock()
         self.batch_max = 512
         self.commit_listeners: list[Callable[[list[Entry]], None]] = []
+        """Called after every committed group with the events it published (maybe none)."""
         self.commits = 0
         self.groups = 0
 
@@ -461,12 +462,11 @@ class Store:
                     callback()
                 except Exception:
                     log.exception("an on-commit callback failed")
-        if published:
-            for listener in self.commit_listeners:
-                try:
-                    listener(published)
-                except Exception:
-                    log.exception("a commit listener failed")
+        for listener in self.commit_listeners:
+            try:
+                listener(published)
+            except Exception:
+                log.exception("a commit listener failed")
 
 
 def _store_error(error: Exception) -> Exception:

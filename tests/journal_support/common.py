@@ -197,12 +197,39 @@ async def publish(store: Store, *events: Event) -> list[Entry]:
 async def poll(check: Callable[[], Awaitable[bool]], interval: float = 0.01) -> None:
     """Re-read the database until ``check`` holds; callers bound it with ``trio.fail_after``.
 
-    For state that only the database knows (another process's writes, dead letters).
+    Only for another process's writes, which nothing in this process is told about; state
+    this process commits is waited for with ``until_committed``.
     """
     while True:
         if await check():
             return
         await trio.sleep(interval)
+
+
+async def until_committed(store: Store, check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait until ``check`` holds, re-checking after each commit of ``store`` (no polling).
+
+    Callers bound it with ``trio.fail_after``.
+    """
+    commits = 0
+    changed = trio.Event()
+
+    def committed(_: object) -> None:
+        nonlocal commits
+        commits += 1
+        changed.set()
+
+    store.commit_listeners.append(committed)
+    try:
+        while True:
+            seen = commits
+            if await check():
+                return
+            if commits == seen:
+                changed = trio.Event()
+                await changed.wait()
+    finally:
+        store.commit_listeners.remove(committed)
 
 
 async def effect_counts(store: Store, name: str) -> dict[str, int]:
