@@ -17,7 +17,8 @@ from actors.album import Album
 from actors.api import ROUTES
 from actors.blobs import BlobStore
 from actors.devices import DeviceRegistry
-from actors.http import GetHttpAddress, HttpAddress, HttpGateway
+from actors.frames import FLEET_NAME, FrameFleet
+from actors.http import GetHttpAddress, HttpAddress, HttpGateway, PublicUrl
 from actors.journal import AuditLog, Journal, JournalKeeper
 from actors.media import MediaCache
 from actors.mqtt import (
@@ -25,6 +26,7 @@ from actors.mqtt import (
     BrokerAddress,
     GetBrokerAddress,
     MosquittoBroker,
+    MqttBridge,
     find_mosquitto,
 )
 from actors.store import Store
@@ -88,8 +90,11 @@ def hub_tree(
     capacity = runtime.mailbox_capacity
     retention_s = settings.journal.retention_hours * 3600
     broker_access = BrokerAccess()  # frames' broker access outlives broker restarts
+    public_url = PublicUrl(settings.http.public_url.rstrip("/"))
     broker: list[ChildSpec[Any]] = []
+    broker_path: str | None = None
     if settings.mqtt.mode == "managed":
+        broker_path = "/infra/broker"
         broker.append(
             ChildSpec(
                 "broker",
@@ -106,6 +111,11 @@ def hub_tree(
         ),
         ChildSpec("audit", lambda: AuditLog(journal), mailbox_capacity=capacity),
         *broker,
+        ChildSpec(
+            "mqtt",
+            lambda: MqttBridge(settings.mqtt, journal, public_url, broker=broker_path),
+            mailbox_capacity=capacity,
+        ),
     ]
     store = journal.store
     domain: list[ChildSpec[Any]] = [
@@ -121,13 +131,30 @@ def hub_tree(
             lambda: MediaCache(store, journal, versions, limiter, originals=originals),
             mailbox_capacity=capacity,
         ),
-        ChildSpec("devices", lambda: DeviceRegistry(store, journal), mailbox_capacity=capacity),
+        ChildSpec(
+            "devices",
+            lambda: DeviceRegistry(store, journal, broker=broker_path),
+            mailbox_capacity=capacity,
+        ),
+    ]
+    frames: list[ChildSpec[Any]] = [
+        ChildSpec(
+            FLEET_NAME,
+            lambda: FrameFleet(
+                store, journal, public_url, settings.frames, mailbox_capacity=capacity
+            ),
+            mailbox_capacity=capacity,
+        ),
     ]
     edge: list[ChildSpec[Any]] = [
         ChildSpec(
             "http",
             lambda: HttpGateway(
-                settings.http, store=store, staging_dir=originals.staging, routes=ROUTES
+                settings.http,
+                store=store,
+                staging_dir=originals.staging,
+                routes=ROUTES,
+                public_url=public_url,
             ),
             mailbox_capacity=capacity,
             shutdown_timeout=max(settings.runtime.shutdown_timeout_s, 5.0),
@@ -139,7 +166,7 @@ def hub_tree(
         [
             subtree("infra", Strategy.REST_FOR_ONE, infra),
             subtree("domain", Strategy.ONE_FOR_ONE, domain),
-            subtree("frames", Strategy.ONE_FOR_ONE, []),
+            subtree("frames", Strategy.ONE_FOR_ONE, frames),
             subtree("edge", Strategy.ONE_FOR_ONE, edge),
         ],
     )
@@ -164,7 +191,9 @@ def _describe_tree(system: ActorSystem) -> list[str]:
 
 
 async def serve(
-    settings: Settings, *, on_ready: Callable[[ActorSystem], Awaitable[None]] | None = None
+    settings: Settings,
+    *,
+    on_ready: Callable[[ActorSystem, Store], Awaitable[None]] | None = None,
 ) -> None:
     """Run the hub until SIGINT or SIGTERM, then shut down gracefully.
 
@@ -209,7 +238,7 @@ async def serve(
                 write_ports(data_dir, ports)
                 log.info("framehub ready (data in %s)", data_dir)
                 if on_ready is not None:
-                    await on_ready(system)
+                    await on_ready(system, store)
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     break

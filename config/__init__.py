@@ -6,6 +6,7 @@ This package's only public surface is what ``__all__`` lists; the underscore mod
 from config._loader import SettingsError, load_settings
 from config._settings import (
     ConsoleSettings,
+    FramesSettings,
     HttpSettings,
     JournalSettings,
     MqttSettings,
@@ -15,6 +16,7 @@ from config._settings import (
 
 __all__ = [
     "ConsoleSettings",
+    "FramesSettings",
     "HttpSettings",
     "JournalSettings",
     "MqttSettings",

@@ -184,6 +184,17 @@ class JournalSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         _require_finite(self)
 
 
+class FramesSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[frames]``: how the hub watches the frames on the wall."""
+
+    heartbeat_interval_s: PositiveFloat = 30.0
+    offline_after_missed: PositiveInt = 3
+    command_timeout_s: PositiveFloat = 30.0
+
+    def __post_init__(self) -> None:
+        _require_finite(self)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All of the hub's settings.
 
@@ -198,6 +209,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     mqtt: MqttSettings = MqttSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     journal: JournalSettings = JournalSettings()
+    frames: FramesSettings = FramesSettings()
 
     @property
     def data_path(self) -> Path:

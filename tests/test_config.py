@@ -486,6 +486,7 @@ def test_public_surface() -> None:
         "MqttSettings",
         "RuntimeSettings",
         "JournalSettings",
+        "FramesSettings",
         "load_settings",
         "SettingsError",
     }

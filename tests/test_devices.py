@@ -23,6 +23,7 @@ from actors.devices import (
     GetDevice,
     ListDevices,
     RegisterDevice,
+    Registered,
 )
 from actors.errors import BadRequest, Invalid, NotFound
 from actors.events import AnyEvent, Audit
@@ -49,6 +50,14 @@ async def published(store: Store, name: str) -> list[Any]:
     return [_decode(row[0]) for row in rows]
 
 
+async def register(registry: ActorRef[Any], request: RegisterDevice) -> Device:
+    registered = await registry.ask(request)
+    assert isinstance(registered, Registered)
+    assert len(registered.mqtt_password) >= 24
+    assert registered.mqtt_password not in repr(registered)
+    return registered.device
+
+
 def hall_frame(**changes: Any) -> RegisterDevice:
     fields: dict[str, Any] = {
         "name": "Hall",
@@ -63,12 +72,12 @@ def hall_frame(**changes: Any) -> RegisterDevice:
 
 async def test_devices_are_registered_listed_shown_and_deleted(tmp_path: Path) -> None:
     async with open_registry(tmp_path / "hub.db") as (store, registry):
-        hall = await registry.ask(hall_frame(name="  Hall  ", correlation_id="pair-1"))
+        hall = await register(registry, hall_frame(name="  Hall  ", correlation_id="pair-1"))
         assert isinstance(hall, Device)
         assert (hall.name, hall.model, hall.hw_version) == ("Hall", "FH-10", "rev2")
         assert (hall.width, hall.height, hall.orientation) == (1024, 600, "landscape")
-        kitchen = await registry.ask(hall_frame(name="Kitchen", orientation="portrait"))
-        attic = await registry.ask(hall_frame(name="Attic", user_id="admin-1"))
+        kitchen = await register(registry, hall_frame(name="Kitchen", orientation="portrait"))
+        attic = await register(registry, hall_frame(name="Attic", user_id="admin-1"))
         assert len({hall.device_id, kitchen.device_id, attic.device_id}) == 3
 
         assert await registry.ask(GetDevice(device_id=kitchen.device_id)) == kitchen
@@ -120,8 +129,9 @@ async def test_invalid_devices_are_refused_and_publish_nothing(tmp_path: Path) -
         ):
             with pytest.raises(Invalid):
                 await registry.ask(request)
-        longest = await registry.ask(
-            hall_frame(name="n" * 64, model="m" * 64, hw_version="h" * 64, width=8192, height=1)
+        longest = await register(
+            registry,
+            hall_frame(name="n" * 64, model="m" * 64, hw_version="h" * 64, width=8192, height=1),
         )
         assert (longest.width, longest.height) == (8192, 1)
         for page in (ListDevices(limit=0), ListDevices(limit=501), ListDevices(cursor="junk")):
@@ -155,8 +165,8 @@ def test_the_panel_turns_with_the_orientation() -> None:
 async def test_devices_survive_a_restart_and_deleted_ones_stay_deleted(tmp_path: Path) -> None:
     database = tmp_path / "hub.db"
     async with open_registry(database) as (_, registry):
-        hall = await registry.ask(hall_frame())
-        gone = await registry.ask(hall_frame(name="Gone", orientation="portrait"))
+        hall = await register(registry, hall_frame())
+        gone = await register(registry, hall_frame(name="Gone", orientation="portrait"))
         await registry.ask(DeleteDevice(device_id=gone.device_id))
     async with open_registry(database) as (store, registry):
         assert await registry.ask(GetDevice(device_id=hall.device_id)) == hall

@@ -7,6 +7,7 @@ and their tokens are the ones the pairing reply showed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
@@ -64,7 +65,13 @@ async def test_only_admins_pair_frames_and_the_pairing_token_is_the_frames(
         response = await client.post(DEVICES, json=PAIRING, headers=admin.auth)
         paired = body_of(response)
         device_id, token = paired.pop("device_id"), paired.pop("token")
+        mqtt, public_key = paired.pop("mqtt"), paired.pop("public_key")
         assert paired == PAIRING
+        ports = json.loads((hub.data_dir / "ports.json").read_text())
+        assert (mqtt["host"], mqtt["port"]) == ("127.0.0.1", ports["mqtt"])
+        assert mqtt["username"] == mqtt["client_id"] == f"frame-{device_id}"
+        assert len(mqtt["password"]) >= 24
+        assert isinstance(public_key, str)
         assert response.headers["location"] == f"{DEVICES}/{device_id}"
         frame = Frame(device_id, "Hall", token)
         me = body_of(await client.get("/api/v1/me", headers=frame.auth), 200)

@@ -29,6 +29,7 @@ from actors.mqtt import (
     InvalidFrameAccess,
     MosquittoBroker,
     SetFrameAccess,
+    hash_password,
 )
 from config import MqttSettings
 from supervision import (
@@ -158,8 +159,14 @@ async def broker_process(system: ActorSystem) -> BrokerProcess:
     return process
 
 
-A = FrameAccess(frame_id="A", username="frame-a", password="secret-a", album_ids=["X"])
-B = FrameAccess(frame_id="B", username="frame-b", password="secret-b", album_ids=["Y"])
+A_PASSWORD = "secret-a"
+B_PASSWORD = "secret-b"
+A = FrameAccess(
+    frame_id="A", username="frame-a", password_hash=hash_password(A_PASSWORD), album_ids=["X"]
+)
+B = FrameAccess(
+    frame_id="B", username="frame-b", password_hash=hash_password(B_PASSWORD), album_ids=["Y"]
+)
 
 
 async def test_hub_user_works_and_strangers_are_refused(tmp_path: Path) -> None:
@@ -216,7 +223,7 @@ async def test_frames_see_only_their_own_topics_and_albums(tmp_path: Path) -> No
 
         async with (
             hub(system, address) as central,
-            connect(system, address, A.username, A.password) as frame_a,
+            connect(system, address, A.username, A_PASSWORD) as frame_a,
         ):
             await central.subscribe("frames/#")
 
@@ -238,13 +245,13 @@ async def test_frames_see_only_their_own_topics_and_albums(tmp_path: Path) -> No
             assert frame_a.topics() == {"frames/A/command", "albums/X/photo_added"}
 
         # Removing B locks it out, by a reload: same process. Its open connection is dropped.
-        async with connect(system, address, B.username, B.password) as frame_b:
+        async with connect(system, address, B.username, B_PASSWORD) as frame_b:
             await broker.ask(SetFrameAccess(frames=[A]))
             with trio.fail_after(WAIT_S):
                 await frame_b.disconnected.wait()
         assert await broker_process(system) == BrokerProcess(pid=pid, port=address.port, frames=1)
-        await assert_refused(system, address, B.username, B.password)
-        async with connect(system, address, A.username, A.password):
+        await assert_refused(system, address, B.username, B_PASSWORD)
+        async with connect(system, address, A.username, A_PASSWORD):
             pass
 
         acl = (tmp_path / "mosquitto" / "acl").read_text()
@@ -256,8 +263,8 @@ async def test_invalid_access_is_refused_and_changes_nothing(tmp_path: Path) -> 
     async with running_broker(tmp_path) as (system, _):
         broker = system.lookup(PATH)
         await broker.ask(SetFrameAccess(frames=[A]))
-        wildcard = FrameAccess(frame_id="#", username="frame-w", password="pw")
-        taken = FrameAccess(frame_id="C", username=HUB_USERNAME, password="pw")
+        wildcard = FrameAccess(frame_id="#", username="frame-w", password_hash=A.password_hash)
+        taken = FrameAccess(frame_id="C", username=HUB_USERNAME, password_hash=A.password_hash)
         for frames in ([wildcard], [taken], [A, A]):
             with pytest.raises(InvalidFrameAccess):
                 await broker.ask(SetFrameAccess(frames=frames))
@@ -281,7 +288,7 @@ async def test_killed_broker_is_restarted_on_the_same_port(tmp_path: Path, event
 
         async with (
             hub(system, address) as central,
-            connect(system, address, A.username, A.password) as frame_a,
+            connect(system, address, A.username, A_PASSWORD) as frame_a,
         ):
             await central.subscribe("frames/A/#")
             await frame_a.publish("frames/A/status", b"back")

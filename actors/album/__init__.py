@@ -2,9 +2,11 @@
 
 from ._album import (
     ALBUM_MIGRATIONS,
+    ALBUM_PATH,
     MAX_NAME_LENGTH,
     AddPhotoToAlbum,
     Album,
+    AlbumContents,
     AlbumDetail,
     AlbumInfo,
     AlbumMessage,
@@ -13,6 +15,7 @@ from ._album import (
     CreateAlbum,
     DeleteAlbum,
     GetAlbum,
+    GetAlbumContents,
     ListAlbums,
     RemovePhotoFromAlbum,
     check_album_name,
@@ -20,9 +23,11 @@ from ._album import (
 
 __all__ = [
     "ALBUM_MIGRATIONS",
+    "ALBUM_PATH",
     "MAX_NAME_LENGTH",
     "AddPhotoToAlbum",
     "Album",
+    "AlbumContents",
     "AlbumDetail",
     "AlbumInfo",
     "AlbumMessage",
@@ -31,6 +36,7 @@ __all__ = [
     "CreateAlbum",
     "DeleteAlbum",
     "GetAlbum",
+    "GetAlbumContents",
     "ListAlbums",
     "RemovePhotoFromAlbum",
     "check_album_name",

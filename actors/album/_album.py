@@ -40,6 +40,8 @@ from supervision import Actor
 
 log = logging.getLogger("framehub.album")
 
+ALBUM_PATH = "/domain/album"
+"""Where the hub's tree puts the ``Album`` actor."""
 MAX_NAME_LENGTH = 100
 
 ALBUM_MIGRATIONS = (
@@ -70,8 +72,14 @@ ALBUM_MIGRATIONS = (
         owner_id TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE album_files ADD COLUMN file_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE album_files ADD COLUMN content_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE album_files ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
+    """,
 )
-"""The ``album`` schema. ``album_files`` is this actor's own record of who owns which file."""
+"""The ``album`` schema. ``album_files`` is this actor's own record of who owns which file,
+with the facts ``album.photo_added`` carries to frames (name, type, labels)."""
 
 _UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
@@ -131,8 +139,19 @@ class RemovePhotoFromAlbum(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
+class GetAlbumContents(msgspec.Struct, frozen=True, kw_only=True):
+    """The photos of albums, whoever owns them (for frames); answers ``AlbumContents``.
+
+    Albums that do not exist are listed in ``missing``, not raised: a frame's assignment may
+    name an album deleted a moment ago.
+    """
+
+    album_ids: list[str]
+
+
 AlbumMessage = (
     JournalNudge
+    | GetAlbumContents
     | CreateAlbum
     | ListAlbums
     | GetAlbum
@@ -166,7 +185,33 @@ class AlbumPhoto(msgspec.Struct, frozen=True, kw_only=True):
     added_at: str
 
 
+class AlbumContents(msgspec.Struct, frozen=True, kw_only=True):
+    photos: dict[str, list[str]]
+    """album_id -> its file ids, oldest first."""
+    missing: list[str]
+
+
 # -- state -------------------------------------------------------------------------------------
+
+
+class _Facts(msgspec.Struct, frozen=True):
+    file_name: str
+    content_type: str
+    labels: list[str]
+
+    def row(self) -> tuple[str, str, str]:
+        return (self.file_name, self.content_type, msgspec.json.encode(self.labels).decode())
+
+
+_NO_FACTS = _Facts("", "", [])
+_decode_label_list = msgspec.json.Decoder(list[str]).decode
+
+
+def _decode_labels(text: str) -> list[str]:
+    try:
+        return _decode_label_list(text)
+    except msgspec.DecodeError:
+        return []
 
 
 class _Album:
@@ -231,6 +276,8 @@ class Album(Actor[AlbumMessage]):
         """file_id -> owner_id of every file this actor has heard of."""
         self._albums_of: dict[str, set[str]] = {}
         """file_id -> the albums it is in."""
+        self._facts: dict[str, _Facts] = {}
+        """file_id -> what frames are told of it."""
 
     async def on_start(self) -> None:
         await self._store.migrate("album", ALBUM_MIGRATIONS)
@@ -243,10 +290,11 @@ class Album(Actor[AlbumMessage]):
         ):
             self._albums[album_id].photos[file_id] = added_at
             self._albums_of.setdefault(file_id, set()).add(album_id)
-        for file_id, owner_id in await self._store.fetch_all(
-            "SELECT file_id, owner_id FROM album_files"
+        for file_id, owner_id, file_name, content_type, labels in await self._store.fetch_all(
+            "SELECT file_id, owner_id, file_name, content_type, labels FROM album_files"
         ):
             self._owners[file_id] = owner_id
+            self._facts[file_id] = _Facts(file_name, content_type, _decode_labels(labels))
         self._consumer = await self._journal.consume(
             "album",
             ["file.uploaded", "file.uploaded.with_ai", "file.deleted"],
@@ -272,6 +320,8 @@ class Album(Actor[AlbumMessage]):
                 return self._list(user_id, limit, cursor)
             case GetAlbum(user_id=user_id, album_id=album_id):
                 return self._owned(user_id, album_id).detail()
+            case GetAlbumContents(album_ids=album_ids):
+                return self._contents(album_ids)
             case DeleteAlbum():
                 return await self._delete(message)
             case AddPhotoToAlbum():
@@ -360,6 +410,17 @@ class Album(Actor[AlbumMessage]):
         del album.photos[message.file_id]
         self._unindex(message.file_id, album.album_id)
 
+    def _contents(self, album_ids: list[str]) -> AlbumContents:
+        photos: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for album_id in album_ids:
+            album = self._albums.get(album_id)
+            if album is None:
+                missing.append(album_id)
+            else:
+                photos[album_id] = list(album.photos)
+        return AlbumContents(photos=photos, missing=missing)
+
     def _owned(self, user_id: str, album_id: str) -> _Album:
         album = self._albums.get(album_id)
         if album is None or album.owner_id != user_id:
@@ -378,11 +439,19 @@ class Album(Actor[AlbumMessage]):
                 pass
 
     def _on_uploaded(self, event: FileUploaded | FileUploadedWithAi, tx: Transaction) -> None:
+        labels = event.ai_metadata.labels if isinstance(event, FileUploadedWithAi) else []
+        facts = _Facts(event.file_name, event.content_type, labels)
         if event.file_id not in self._owners:
             tx.execute(
-                "INSERT INTO album_files (file_id, owner_id) VALUES (?, ?) "
-                "ON CONFLICT (file_id) DO NOTHING",
-                (event.file_id, event.user_id),
+                "INSERT INTO album_files (file_id, owner_id, file_name, content_type, labels) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (file_id) DO NOTHING",
+                (event.file_id, event.user_id, *facts.row()),
+            )
+        elif isinstance(event, FileUploadedWithAi):
+            tx.execute(
+                "UPDATE album_files SET file_name = ?, content_type = ?, labels = ? "
+                "WHERE file_id = ?",
+                (*facts.row(), event.file_id),
             )
         album = self._album_named_by(event) if isinstance(event, FileUploadedWithAi) else None
         if album is not None and event.file_id in album.photos:
@@ -392,6 +461,8 @@ class Album(Actor[AlbumMessage]):
             self._stage_add(tx, album, event.file_id, added_at, event.audit, event.correlation_id)
         # Memory last: everything above either stays in the transaction or raised.
         self._owners.setdefault(event.file_id, event.user_id)
+        if event.file_id not in self._facts or isinstance(event, FileUploadedWithAi):
+            self._facts[event.file_id] = facts
         if album is not None:
             self._index(album, event.file_id, added_at)
 
@@ -425,6 +496,7 @@ class Album(Actor[AlbumMessage]):
             del album.photos[event.file_id]
         self._albums_of.pop(event.file_id, None)
         self._owners.pop(event.file_id, None)
+        self._facts.pop(event.file_id, None)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -442,12 +514,16 @@ class Album(Actor[AlbumMessage]):
             "ON CONFLICT (album_id, file_id) DO NOTHING",
             (album.album_id, file_id, added_at),
         )
+        facts = self._facts.get(file_id, _NO_FACTS)
         tx.publish(
             AlbumPhotoAdded(
                 audit=audit,
                 album_id=album.album_id,
                 file_id=file_id,
                 correlation_id=correlation_id,
+                file_name=facts.file_name,
+                content_type=facts.content_type,
+                ai_labels=facts.labels,
             )
         )
 

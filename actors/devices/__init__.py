@@ -4,6 +4,7 @@ and its messages."""
 from ._devices import (
     DEVICE_MIGRATIONS,
     DEVICES_PATH,
+    MAX_ALBUMS,
     MAX_PANEL_SIDE,
     MAX_TEXT_LENGTH,
     ORIENTATIONS,
@@ -13,14 +14,18 @@ from ._devices import (
     DevicePage,
     DeviceRegistry,
     GetDevice,
+    ListDeviceAccess,
     ListDevices,
     Orientation,
     RegisterDevice,
+    Registered,
+    SetDeviceAlbums,
 )
 
 __all__ = [
     "DEVICES_PATH",
     "DEVICE_MIGRATIONS",
+    "MAX_ALBUMS",
     "MAX_PANEL_SIDE",
     "MAX_TEXT_LENGTH",
     "ORIENTATIONS",
@@ -30,7 +35,10 @@ __all__ = [
     "DevicePage",
     "DeviceRegistry",
     "GetDevice",
+    "ListDeviceAccess",
     "ListDevices",
     "Orientation",
     "RegisterDevice",
+    "Registered",
+    "SetDeviceAlbums",
 ]

@@ -1,31 +1,53 @@
 """``/domain/devices`` (seed device_service): the frames paired with the hub.
 
-This is the registry's first part: what a frame is (its name, model, hardware version and
-panel) and its pairing and removal. The twin (online, last seen, firmware version, desired and
-reported settings) and the seeds' event handlers (``firmware.uploaded``, ``update.completed``,
-``telemetry.data.received``) come with the MQTT, OTA and telemetry work, as later migrations
-and journal consumers; the constructor already takes the journal they will consume from.
+The registry is the durable record of each frame: what it is (name, model, hardware version,
+panel), its MQTT user (the password only as a ``$7$`` hash; the plain one is shown once, at
+pairing), the albums assigned to it, the firmware version it last completed an update to,
+when it was last heard of and whether it is active. What a frame is doing right now (online,
+on screen, sync progress, health) is its proxy's twin, ``/frames/<id>``.
 
-The actor answers from memory: the devices that are not deleted, rebuilt from ``devices`` in
-``on_start`` and changed only once a transaction has committed. A deleted device keeps its row
-(``deleted = 1``), so its id is never handed out again and the journal's events about it keep
-naming a known device.
+The actor answers from memory, rebuilt from ``devices`` and ``device_albums`` in
+``on_start`` and changed only once a transaction has committed. A deleted device keeps its
+row (``deleted = 1``), so its id is never handed out again and the journal's events about it
+keep naming a known device.
+
+In managed mode every change of who may use the broker (pairing, album assignment,
+unpairing) is pushed to ``/infra/broker`` as the whole access list *before* the change
+commits: a frame told to subscribe to a newly assigned album is already allowed to.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 import unicodedata
 from typing import Any, Literal
 
 import msgspec
 
+from actors.album import ALBUM_PATH, GetAlbumContents
 from actors.errors import Invalid, NotFound
-from actors.events import Audit, DeviceDeleted, DeviceRegistered, new_id, utc_now
-from actors.journal import Journal
+from actors.events import (
+    AlbumDeleted,
+    Audit,
+    DeviceDeleted,
+    DeviceOffline,
+    DeviceOnline,
+    DeviceRegistered,
+    DeviceUpdated,
+    TelemetryDataReceived,
+    UpdateCompleted,
+    new_id,
+    utc_now,
+)
+from actors.journal import Consumer, Journal, JournalNudge
 from actors.media import MAX_FRAME_SIDE
+from actors.mqtt import FrameAccess, SetFrameAccess, hash_password
 from actors.paging import DEFAULT_PAGE, page_of
-from actors.store import Store
+from actors.store import Entry, Store, Transaction
 from supervision import Actor
+
+log = logging.getLogger("framehub.devices")
 
 DEVICES_PATH = "/domain/devices"
 """Where the hub's tree puts the ``DeviceRegistry`` actor."""
@@ -52,8 +74,24 @@ DEVICE_MIGRATIONS = (
         deleted INTEGER NOT NULL DEFAULT 0
     );
     """,
+    """
+    ALTER TABLE devices ADD COLUMN mqtt_username TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN mqtt_password_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN firmware_version TEXT;
+    ALTER TABLE devices ADD COLUMN last_seen TEXT;
+    ALTER TABLE devices ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE device_albums (
+        device_id TEXT NOT NULL,
+        album_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (device_id, album_id)
+    );
+    """,
 )
-"""The ``devices`` schema. The twin's columns come with the MQTT work, as the next migration."""
+"""The ``devices`` and ``device_albums`` schema."""
+
+MAX_ALBUMS = 100
+"""Most albums one frame shows."""
 
 _UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
@@ -104,7 +142,33 @@ class DeleteDevice(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-DeviceMessage = RegisterDevice | GetDevice | ListDevices | DeleteDevice
+class SetDeviceAlbums(msgspec.Struct, frozen=True, kw_only=True):
+    """Choose the albums a frame shows, in order; answers the ``Device``.
+
+    ``NotFound`` for an unknown device or album. Publishes ``device.updated`` (the frame's
+    proxy then sends it a full sync) unless nothing changed.
+    """
+
+    device_id: str
+    album_ids: list[str]
+    user_id: str | None = None
+    correlation_id: str | None = None
+
+
+class ListDeviceAccess(msgspec.Struct, frozen=True):
+    """Every frame's broker user and albums; answers ``list[FrameAccess]`` (for
+    ``run.py mqtt-acl`` and an external broker)."""
+
+
+DeviceMessage = (
+    JournalNudge
+    | RegisterDevice
+    | GetDevice
+    | ListDevices
+    | DeleteDevice
+    | SetDeviceAlbums
+    | ListDeviceAccess
+)
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +180,14 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     orientation: Orientation
     created_at: str
+    album_ids: list[str] = []
+    mqtt_username: str = ""
+    firmware_version: str | None = None
+    """Set when an OTA update completes (seed ``update.completed``)."""
+    last_seen: str | None = None
+    """When telemetry last arrived (seed ``telemetry.data.received``)."""
+    active: bool = True
+    """False while the frame is offline; telemetry or its return reactivates it."""
 
     @property
     def panel(self) -> tuple[int, int]:
@@ -128,6 +200,16 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
 class DevicePage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Device]
     next_cursor: str | None
+
+
+class Registered(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``RegisterDevice``: the device and its MQTT password, never kept."""
+
+    device: Device
+    mqtt_password: str
+
+    def __repr__(self) -> str:
+        return f"Registered(device_id={self.device.device_id!r})"
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -156,25 +238,42 @@ def _audit_of(user_id: str | None) -> Audit:
 
 # -- the actor ---------------------------------------------------------------------------------
 
+_COLUMNS = (
+    "device_id, name, model, hw_version, width, height, orientation, created_at, "
+    "mqtt_username, mqtt_password_hash, firmware_version, last_seen, active"
+)
+
 
 class DeviceRegistry(Actor[DeviceMessage]):
-    """``/domain/devices``: owns ``devices``; publishes ``device.registered`` and
-    ``device.deleted``."""
+    """``/domain/devices``: owns ``devices`` and ``device_albums``; publishes
+    ``device.registered``, ``device.updated`` and ``device.deleted``.
 
-    def __init__(self, store: Store, journal: Journal) -> None:
+    Journal consumer ``devices`` (seed handlers) on ``update.completed`` (record the firmware
+    version), ``telemetry.data.received`` (``last_seen``; reactivate), ``device.online`` /
+    ``device.offline`` (active or not) and ``album.deleted`` (drop it from every frame).
+    ``broker`` is the managed broker's path, None with an external broker.
+    """
+
+    def __init__(self, store: Store, journal: Journal, *, broker: str | None = None) -> None:
         self._store = store
         self._journal = journal
+        self._broker = broker
+        self._consumer: Consumer | None = None
         self._devices: dict[str, Device] = {}
         """The devices not deleted, by id."""
+        self._password_hashes: dict[str, str] = {}
+        self._access_stale = False
+        """An event changed the frames' albums: the broker's list must be pushed again."""
 
     async def on_start(self) -> None:
         await self._store.migrate("devices", DEVICE_MIGRATIONS)
-        rows = await self._store.fetch_all(
-            "SELECT device_id, name, model, hw_version, width, height, orientation, created_at "
-            "FROM devices WHERE deleted = 0"
-        )
-        self._devices = {
-            row[0]: Device(
+        albums: dict[str, list[str]] = {}
+        for device_id, album_id in await self._store.fetch_all(
+            "SELECT device_id, album_id FROM device_albums ORDER BY device_id, position"
+        ):
+            albums.setdefault(device_id, []).append(album_id)
+        for row in await self._store.fetch_all(f"SELECT {_COLUMNS} FROM devices WHERE deleted = 0"):
+            device = Device(
                 device_id=row[0],
                 name=row[1],
                 model=row[2],
@@ -183,12 +282,41 @@ class DeviceRegistry(Actor[DeviceMessage]):
                 height=row[5],
                 orientation=row[6],
                 created_at=row[7],
+                mqtt_username=row[8],
+                firmware_version=row[10],
+                last_seen=row[11],
+                active=bool(row[12]),
+                album_ids=albums.get(row[0], []),
             )
-            for row in rows
-        }
+            self._devices[device.device_id] = device
+            self._password_hashes[device.device_id] = row[9]
+        await self._push_access(self._access())
+        self._consumer = await self._journal.consume(
+            "devices",
+            [
+                "update.completed",
+                "telemetry.data.received",
+                "device.online",
+                "device.offline",
+                "album.deleted",
+            ],
+            self.context,
+            self._on_event,
+        )
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
 
     async def receive(self, message: DeviceMessage) -> Any:
+        assert self._consumer is not None
+        await self._consumer.drain()
+        if self._access_stale:
+            self._access_stale = False
+            await self._push_access(self._access())
         match message:
+            case JournalNudge():
+                return None
             case RegisterDevice():
                 return await self._register(message)
             case GetDevice(device_id=device_id):
@@ -197,12 +325,21 @@ class DeviceRegistry(Actor[DeviceMessage]):
                 return self._list(limit, cursor)
             case DeleteDevice():
                 return await self._delete(message)
+            case SetDeviceAlbums():
+                return await self._set_albums(message)
+            case ListDeviceAccess():
+                return self._access()
 
-    async def _register(self, message: RegisterDevice) -> Device:
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _register(self, message: RegisterDevice) -> Registered:
         if message.orientation not in ORIENTATIONS:
             raise Invalid(f"orientation must be one of {', '.join(ORIENTATIONS)}")
+        device_id = new_id()
+        password = secrets.token_urlsafe(24)
+        password_hash = hash_password(password)
         device = Device(
-            device_id=new_id(),
+            device_id=device_id,
             name=check_text(message.name, "name"),
             model=check_text(message.model, "model"),
             hw_version=check_text(message.hw_version, "hw_version"),
@@ -210,11 +347,13 @@ class DeviceRegistry(Actor[DeviceMessage]):
             height=check_side(message.height, "height"),
             orientation=message.orientation,
             created_at=utc_now(),
+            mqtt_username=f"frame-{device_id}",
         )
+        await self._push_access([*self._access(), self._access_of(device, password_hash)])
         async with self._store.transaction() as tx:
             tx.execute(
-                "INSERT INTO devices (device_id, name, model, hw_version, width, height, "
-                "orientation, created_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                f"INSERT INTO devices ({_COLUMNS}, deleted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 1, 0)",
                 (
                     device.device_id,
                     device.name,
@@ -224,6 +363,8 @@ class DeviceRegistry(Actor[DeviceMessage]):
                     device.height,
                     device.orientation,
                     device.created_at,
+                    device.mqtt_username,
+                    password_hash,
                 ),
             )
             tx.publish(
@@ -239,8 +380,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
                     orientation=device.orientation,
                 )
             )
-            tx.on_commit(lambda: self._remember(device))
-        return device
+        self._devices[device.device_id] = device
+        self._password_hashes[device.device_id] = password_hash
+        return Registered(device=device, mqtt_password=password)
 
     def _device(self, device_id: str) -> Device:
         device = self._devices.get(device_id)
@@ -258,6 +400,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
         device = self._device(message.device_id)
         async with self._store.transaction() as tx:
             tx.execute("UPDATE devices SET deleted = 1 WHERE device_id = ?", (device.device_id,))
+            tx.execute("DELETE FROM device_albums WHERE device_id = ?", (device.device_id,))
             tx.publish(
                 DeviceDeleted(
                     audit=_audit_of(message.user_id),
@@ -265,10 +408,114 @@ class DeviceRegistry(Actor[DeviceMessage]):
                     device_id=device.device_id,
                 )
             )
-            tx.on_commit(lambda: self._forget(device.device_id))
+        self._devices.pop(device.device_id, None)
+        self._password_hashes.pop(device.device_id, None)
+        # After the commit: the frame is locked out at once, and a failed reload (the broker
+        # restarting) is repaired by the broker's restart, which rewrites the same list.
+        await self._push_access(self._access())
 
-    def _remember(self, device: Device) -> None:
-        self._devices[device.device_id] = device
+    async def _set_albums(self, message: SetDeviceAlbums) -> Device:
+        device = self._device(message.device_id)
+        album_ids = list(dict.fromkeys(message.album_ids))
+        if len(album_ids) > MAX_ALBUMS:
+            raise Invalid(f"a frame shows at most {MAX_ALBUMS} albums")
+        if album_ids == device.album_ids:
+            return device
+        contents = await self.context.system.lookup(ALBUM_PATH).ask(
+            GetAlbumContents(album_ids=album_ids)
+        )
+        if contents.missing:
+            raise NotFound(f"no album {', '.join(contents.missing)}")
+        updated = msgspec.structs.replace(device, album_ids=album_ids)
+        await self._push_access(self._access(replacing=updated))
+        async with self._store.transaction() as tx:
+            self._stage_albums(tx, updated, message.user_id, message.correlation_id)
+        self._devices[updated.device_id] = updated
+        return updated
 
-    def _forget(self, device_id: str) -> None:
-        self._devices.pop(device_id, None)
+    # -- journal handlers ----------------------------------------------------------------------
+
+    async def _on_event(self, entry: Entry, tx: Transaction) -> None:
+        match entry.event:
+            case UpdateCompleted(device_id=device_id, firmware_version=version):
+                self._change(tx, device_id, "firmware_version", version, firmware_version=version)
+            case TelemetryDataReceived(device_id=device_id, last_sample_at=seen):
+                device = self._devices.get(device_id)
+                if device is not None and (device.last_seen or "") < seen:
+                    self._change(tx, device_id, "last_seen", seen, last_seen=seen, active=True)
+            case DeviceOnline(device_id=device_id):
+                self._change(tx, device_id, "active", 1, active=True)
+            case DeviceOffline(device_id=device_id):
+                self._change(tx, device_id, "active", 0, active=False)
+            case AlbumDeleted(album_id=album_id):
+                for device in list(self._devices.values()):
+                    if album_id in device.album_ids:
+                        kept = [a for a in device.album_ids if a != album_id]
+                        updated = msgspec.structs.replace(device, album_ids=kept)
+                        self._stage_albums(tx, updated, None, entry.event.correlation_id)
+                        self._devices[device.device_id] = updated
+                        tx.on_commit(self._mark_access_stale)
+            case _:
+                pass
+
+    def _change(
+        self, tx: Transaction, device_id: str, column: str, value: Any, **fields: Any
+    ) -> None:
+        device = self._devices.get(device_id)
+        if device is None:
+            return
+        tx.execute(f"UPDATE devices SET {column} = ? WHERE device_id = ?", (value, device_id))
+        updated = msgspec.structs.replace(device, **fields)
+        if column == "firmware_version" and device.firmware_version != value:
+            tx.publish(
+                DeviceUpdated(
+                    audit=Audit.system("devices"),
+                    device_id=device_id,
+                    changes={"firmware_version": str(value)},
+                )
+            )
+        self._devices[device_id] = updated
+
+    def _mark_access_stale(self) -> None:
+        self._access_stale = True
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _stage_albums(
+        self, tx: Transaction, device: Device, user_id: str | None, correlation_id: str | None
+    ) -> None:
+        tx.execute("DELETE FROM device_albums WHERE device_id = ?", (device.device_id,))
+        tx.executemany(
+            "INSERT INTO device_albums (device_id, album_id, position) VALUES (?, ?, ?)",
+            [(device.device_id, album_id, i) for i, album_id in enumerate(device.album_ids)],
+        )
+        tx.publish(
+            DeviceUpdated(
+                audit=_audit_of(user_id),
+                correlation_id=correlation_id or new_id(),
+                device_id=device.device_id,
+                changes={"album_ids": ",".join(device.album_ids)},
+            )
+        )
+
+    def _access_of(self, device: Device, password_hash: str) -> FrameAccess:
+        return FrameAccess(
+            frame_id=device.device_id,
+            username=device.mqtt_username,
+            password_hash=password_hash,
+            album_ids=device.album_ids,
+        )
+
+    def _access(self, *, replacing: Device | None = None) -> list[FrameAccess]:
+        access: list[FrameAccess] = []
+        for device in self._devices.values():
+            if replacing is not None and device.device_id == replacing.device_id:
+                device = replacing
+            password_hash = self._password_hashes.get(device.device_id, "")
+            if device.mqtt_username and password_hash:
+                access.append(self._access_of(device, password_hash))
+        return access
+
+    async def _push_access(self, access: list[FrameAccess]) -> None:
+        if self._broker is not None:
+            await self.context.system.lookup(self._broker).ask(SetFrameAccess(frames=access))

@@ -130,6 +130,10 @@ class AlbumCreated(Event, frozen=True, kw_only=True, tag="album.created"):
 class AlbumPhotoAdded(Event, frozen=True, kw_only=True, tag="album.photo_added"):
     album_id: str
     file_id: str
+    file_name: str = ""
+    content_type: str = ""
+    ai_labels: list[str] = []
+    """What frames are told of the photo (``photo_added``'s ``photo_metadata``)."""
 
 
 class AlbumPhotoRemoved(Event, frozen=True, kw_only=True, tag="album.photo_removed"):
@@ -191,6 +195,37 @@ class DeviceOnline(Event, frozen=True, kw_only=True, tag="device.online"):
 class DeviceOffline(Event, frozen=True, kw_only=True, tag="device.offline"):
     device_id: str
     reason: str = ""
+
+
+# -- frame proxies (the MQTT bridge publishes what they ask for) ---------------------------------
+
+
+class FrameSyncRequested(Event, frozen=True, kw_only=True, tag="frame.sync_requested"):
+    """What ``frame_id`` should show changed (or it reconnected): the bridge publishes the
+    proxy's current sync, retained. The sync itself is not in the journal: it may list
+    thousands of photos, and only the latest one matters."""
+
+    frame_id: str
+    version: int
+
+
+class FrameCommandIssued(Event, frozen=True, kw_only=True, tag="frame.command_issued"):
+    """A command for a frame; the bridge publishes it on ``frames/<id>/command`` (QoS 2)."""
+
+    frame_id: str
+    command_id: str
+    command: str
+    args: dict[str, str] = {}
+
+
+class FrameCommandFinished(Event, frozen=True, kw_only=True, tag="frame.command_finished"):
+    """The frame confirmed a command (``outcome`` "done" or "failed") or it timed out."""
+
+    frame_id: str
+    command_id: str
+    command: str
+    outcome: Literal["done", "failed", "timed_out"]
+    error: str = ""
 
 
 # -- OTA -------------------------------------------------------------------------------------
@@ -299,6 +334,9 @@ AnyEvent = (
     | DeviceDeleted
     | DeviceOnline
     | DeviceOffline
+    | FrameSyncRequested
+    | FrameCommandIssued
+    | FrameCommandFinished
     | FirmwareUploaded
     | CampaignCreated
     | CampaignStarted

@@ -46,6 +46,35 @@ class HttpAddress(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
 
 
+class PublicUrl:
+    """The base URL frames are given, known once the gateway has bound its port.
+
+    Shared by the gateway (which sets it on every start) and the actors that put links in
+    what they send to frames (which wait for it); create one next to the tree.
+    """
+
+    __slots__ = ("_ready", "_value")
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+        self._ready = trio.Event()
+        if value:
+            self._ready.set()
+
+    def set(self, value: str) -> None:
+        self._value = value
+        self._ready.set()
+
+    @property
+    def value(self) -> str:
+        """The URL, or "" before the gateway first bound."""
+        return self._value
+
+    async def wait(self) -> str:
+        await self._ready.wait()
+        return self._value
+
+
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
@@ -82,8 +111,10 @@ class HttpGateway(Actor[GetHttpAddress]):
         graceful_timeout_s: float = 3.0,
         title: str = "framehub",
         version: str = "0.1.0",
+        public_url: PublicUrl | None = None,
     ) -> None:
         self._settings = settings
+        self._public_url = public_url
         self._store = store
         self._staging_dir = staging_dir
         self._routes = tuple(routes)
@@ -123,6 +154,8 @@ class HttpGateway(Actor[GetHttpAddress]):
         port = urlsplit(binds[0]).port
         assert port is not None
         pipeline.base_url = settings.base_url(port)
+        if self._public_url is not None:
+            self._public_url.set(pipeline.base_url)
         self._address = HttpAddress(host=settings.host, port=port, base_url=pipeline.base_url)
         log.info("HTTP API listening on %s (public URL %s)", binds[0], pipeline.base_url)
 

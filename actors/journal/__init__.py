@@ -1,7 +1,7 @@
 """The durable event journal: a transactional outbox on SQLite with exactly-once consumers."""
 
 from ._bus import Bus, Subscription
-from ._consumer import NUDGE, Consumer, Handler, JournalNudge
+from ._consumer import NUDGE, Consumer, Handler, JournalNudge, Settle
 from ._journal import (
     AuditLog,
     CheckReplays,
@@ -30,6 +30,7 @@ __all__ = [
     "ParkedEvent",
     "PruneJournal",
     "ReplayDeadLetter",
+    "Settle",
     "Subscription",
     "UnknownDeadLetter",
 ]

@@ -28,6 +28,7 @@ from ._bus import Bus, Subscription
 log = logging.getLogger("framehub.journal")
 
 Handler = Callable[[Entry, Transaction], Awaitable[None]]
+Settle = Callable[[], Awaitable[None]]
 
 _decode_event = msgspec.json.Decoder(AnyEvent).decode
 
@@ -49,6 +50,7 @@ class Consumer:
         context: ActorContext[Any],
         handler: Handler,
         *,
+        settle: Settle | None = None,
         cursor: int,
         max_attempts: int,
         batch_max: int,
@@ -59,6 +61,7 @@ class Consumer:
         self._subscription = subscription
         self._context = context
         self._handler = handler
+        self._settle = settle
         self.name = subscription.name
         self.cursor = cursor
         self._scanned = cursor
@@ -78,6 +81,7 @@ class Consumer:
         context: ActorContext[Any],
         handler: Handler,
         *,
+        settle: Settle | None = None,
         max_attempts: int = 5,
         batch_max: int = 256,
         retry_base_s: float = 0.5,
@@ -113,6 +117,7 @@ class Consumer:
             subscription,
             context,
             handler,
+            settle=settle,
             cursor=cursor,
             max_attempts=max_attempts,
             batch_max=batch_max,
@@ -250,6 +255,8 @@ class Consumer:
                     retry_in,
                     error,
                 )
+        if self._settle is not None and last_ok is not None:
+            await self._settle()
         if upto is not None:
             tx.advance_cursor(self.name, upto)
         await self._store.commit(tx)

@@ -14,7 +14,7 @@ from actors.store import Entry, Store, Transaction
 from supervision import Actor, ActorContext, DomainError
 
 from ._bus import Bus
-from ._consumer import Consumer, Handler, JournalNudge
+from ._consumer import Consumer, Handler, JournalNudge, Settle
 
 log = logging.getLogger("framehub.journal")
 audit_log = logging.getLogger("framehub.audit")
@@ -56,15 +56,27 @@ class Journal:
         self.retry_base_s = retry_base_s
 
     async def consume(
-        self, name: str, patterns: Sequence[str], context: ActorContext[Any], handler: Handler
+        self,
+        name: str,
+        patterns: Sequence[str],
+        context: ActorContext[Any],
+        handler: Handler,
+        *,
+        settle: Settle | None = None,
     ) -> Consumer:
-        """Subscribe an actor; its ``receive`` calls ``consumer.drain()`` on ``JournalNudge``."""
+        """Subscribe an actor; its ``receive`` calls ``consumer.drain()`` on ``JournalNudge``.
+
+        ``settle``, if given, is awaited after each batch's handlers and before its commit:
+        a subscriber whose effects leave the process (the MQTT bridge) waits there for them
+        to be acknowledged; if it raises, nothing of the batch commits and it is redelivered.
+        """
         return await Consumer.open(
             self.bus,
             name,
             patterns,
             context,
             handler,
+            settle=settle,
             max_attempts=self.max_attempts,
             batch_max=self.batch_max,
             retry_base_s=self.retry_base_s,

@@ -56,6 +56,7 @@ from ._messages import (
     CreateSchedule,
     DeletePlaylist,
     DeleteSchedule,
+    GetFrameSchedule,
     GetFrameVersion,
     GetPhoto,
     GetPlaylist,
@@ -380,6 +381,12 @@ class MediaCache(Actor[MediaMessage]):
                     mine_schedules, lambda s: (s.created_at, s.schedule_id), limit, cursor
                 )
                 return SchedulePage(items=schedules, next_cursor=next_cursor)
+            case GetFrameSchedule(frame_id=frame_id):
+                return max(
+                    (s for s in self._schedules.values() if s.frame_id == frame_id),
+                    key=lambda s: (s.created_at, s.schedule_id),
+                    default=None,
+                )
             case DeleteSchedule(user_id=user_id, schedule_id=schedule_id):
                 return await self._delete_schedule(user_id, schedule_id)
 

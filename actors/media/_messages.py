@@ -15,6 +15,8 @@ from actors.paging import DEFAULT_PAGE
 
 MAX_NAME_LENGTH = 100
 MAX_PLAYLIST_ITEMS = 10_000
+MEDIA_PATH = "/domain/media"
+"""Where the hub's tree puts the ``MediaCache`` actor."""
 MAX_FRAME_SIDE = 8192
 """Widest or tallest frame panel a version is made for (8K)."""
 MIN_INTERVAL_S = 10
@@ -192,6 +194,13 @@ class ListSchedules(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
+class GetFrameSchedule(msgspec.Struct, frozen=True, kw_only=True):
+    """The schedule a frame follows, whoever made it: the newest one for ``frame_id``;
+    answers ``Schedule`` or None (the frame's defaults)."""
+
+    frame_id: str
+
+
 class DeleteSchedule(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     schedule_id: str
@@ -227,6 +236,7 @@ MediaMessage = (
     | DeletePlaylist
     | CreateSchedule
     | ListSchedules
+    | GetFrameSchedule
     | DeleteSchedule
 )
 

@@ -1,5 +1,17 @@
-"""MQTT: the managed Mosquitto broker frames connect to (``/infra/broker``)."""
+"""MQTT: the managed Mosquitto broker frames connect to (``/infra/broker``) and the hub's
+bridge to it (``/infra/mqtt``)."""
 
+from ._bridge import (
+    MQTT_PATH,
+    Availability,
+    FrameEndpoint,
+    FrameInbound,
+    GetFrameEndpoint,
+    GetMqttStats,
+    GetSync,
+    MqttBridge,
+    MqttStats,
+)
 from ._broker import (
     HUB_USERNAME,
     BrokerAccess,
@@ -17,9 +29,12 @@ from ._broker import (
     find_mosquitto,
     hash_password,
 )
+from ._client import MqttClient
 
 __all__ = [
     "HUB_USERNAME",
+    "MQTT_PATH",
+    "Availability",
     "BrokerAccess",
     "BrokerAddress",
     "BrokerDied",
@@ -27,10 +42,18 @@ __all__ = [
     "BrokerProcess",
     "BrokerUnavailable",
     "FrameAccess",
+    "FrameEndpoint",
+    "FrameInbound",
     "GetBrokerAddress",
     "GetBrokerProcess",
+    "GetFrameEndpoint",
+    "GetMqttStats",
+    "GetSync",
     "InvalidFrameAccess",
     "MosquittoBroker",
+    "MqttBridge",
+    "MqttClient",
+    "MqttStats",
     "SetFrameAccess",
     "find_mosquitto",
     "hash_password",

@@ -47,6 +47,7 @@ INSTALL_HINT = "install it with `apt-get install mosquitto`"
 
 _NAME = re.compile(r"[A-Za-z0-9._\-]+")
 """Frame and album ids (topic levels) and usernames: no MQTT wildcards, separators or spaces."""
+_HASH = re.compile(r"\$7\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -75,11 +76,15 @@ class BrokerProcess(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FrameAccess(msgspec.Struct, frozen=True, kw_only=True):
-    """One frame's MQTT credentials and the albums it may read."""
+    """One frame's MQTT user and the albums it may read.
+
+    ``password_hash`` is the ``$7$`` hash of its password (``hash_password``): the plain
+    password is shown once at pairing and never stored.
+    """
 
     frame_id: str
     username: str
-    password: str
+    password_hash: str
     album_ids: list[str] = msgspec.field(default_factory=list)
 
 
@@ -159,8 +164,8 @@ def validate_access(frames: list[FrameAccess] | tuple[FrameAccess, ...]) -> None
                 raise InvalidFrameAccess(
                     f"album id {album_id!r}: use letters, digits, '.', '_', '-'"
                 )
-        if not frame.password or "\n" in frame.password:
-            raise InvalidFrameAccess(f"frame {frame.frame_id}: empty or multi-line password")
+        if not _HASH.fullmatch(frame.password_hash):
+            raise InvalidFrameAccess(f"frame {frame.frame_id}: not a $7$ password hash")
         if frame.username in usernames:
             raise InvalidFrameAccess(f"username {frame.username!r} is taken")
         if frame.frame_id in frame_ids:
@@ -184,8 +189,10 @@ def acl_text(frames: list[FrameAccess] | tuple[FrameAccess, ...]) -> str:
 
 
 def password_text(hub_password: str, frames: list[FrameAccess] | tuple[FrameAccess, ...]) -> str:
-    users = [(HUB_USERNAME, hub_password)] + [(f.username, f.password) for f in frames]
-    return "".join(f"{name}:{hash_password(password)}\n" for name, password in users)
+    """mosquitto's password file: the hub's user, then one line per frame."""
+    lines = [f"{HUB_USERNAME}:{hash_password(hub_password)}\n"]
+    lines.extend(f"{frame.username}:{frame.password_hash}\n" for frame in frames)
+    return "".join(lines)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -13,23 +13,28 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import trio
 
 from actors import DATABASE_NAME, serve
 from actors.accounts import ACCOUNTS_PATH, CreateUser, NewUser
 from actors.album import ListAlbums
+from actors.events import AnyEvent
 from actors.http import GetHttpAddress, HttpAddress
 from actors.media import ListPhotos
+from actors.store import Store
 from actors.uploader import AwaitAnalyses
 from config import load_settings
 from supervision import ActorCrashed, ActorSystem
+
+_decode_event = msgspec.json.Decoder(AnyEvent).decode
 
 UPLOAD = "/api/v1/storage/photos/upload"
 DEVICES = "/api/v1/devices"
@@ -56,6 +61,8 @@ class Frame:
     device_id: str
     name: str
     token: str
+    mqtt: dict[str, Any] = field(default_factory=dict)
+    """The MQTT credentials the pairing showed: host, port, client_id, username, password."""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -68,7 +75,39 @@ class Hub:
     data_dir: Path
     address: HttpAddress
     client: httpx.AsyncClient
+    store: Store
     _names: int = field(default=0)
+
+    async def until(self, check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+        """Wait until ``check`` holds, re-checking after each commit of the hub's database
+        (the hub records every change it makes there): no polling, bounded by ``timeout``."""
+        commits = 0
+        changed = trio.Event()
+
+        def committed(_: object) -> None:
+            nonlocal commits
+            commits += 1
+            changed.set()
+
+        self.store.commit_listeners.append(committed)
+        try:
+            with trio.fail_after(timeout):
+                while True:
+                    seen = commits
+                    if await check():
+                        return
+                    if commits == seen:
+                        changed = trio.Event()
+                        await changed.wait()
+        finally:
+            self.store.commit_listeners.remove(committed)
+
+    async def events(self, name: str) -> list[Any]:
+        """The journal's events called ``name``, decoded, in order."""
+        rows = await self.store.fetch_all(
+            "SELECT payload FROM events WHERE name = ? ORDER BY seq", (name,)
+        )
+        return [_decode_event(row[0]) for row in rows]
 
     @property
     def blobs_dir(self) -> Path:
@@ -108,7 +147,7 @@ class Hub:
         )
         assert response.status_code == 201, (response.status_code, response.text)
         paired = response.json()
-        return Frame(paired["device_id"], paired["name"], paired["token"])
+        return Frame(paired["device_id"], paired["name"], paired["token"], paired["mqtt"])
 
     async def upload(
         self,
@@ -191,12 +230,14 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
     }
     hub_settings = load_settings(environ=environ)
     systems: list[ActorSystem] = []
+    stores: list[Store] = []
     ready = trio.Event()
     serving = False
 
-    async def on_ready(system: ActorSystem) -> None:
+    async def on_ready(system: ActorSystem, store: Store) -> None:
         nonlocal serving
         systems.append(system)
+        stores.append(store)
         serving = True
         ready.set()
 
@@ -219,7 +260,7 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{address.port}", timeout=60.0
             ) as client:
-                yield Hub(system, data_dir, address, client)
+                yield Hub(system, data_dir, address, client, stores[0])
         except BaseException:
             # The test failed: stop at once. (No SIGTERM here: a signal that serve's receiver
             # has not consumed when it closes is re-raised by Trio, killing the test run.)

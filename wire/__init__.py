@@ -1,0 +1,293 @@
+"""The wire contract between the hub and its frames: MQTT topics and payloads, pairing.
+
+This package imports only msgspec. The hub's actors and the frame program (``frame_device``)
+both use it, and it is what a firmware author reads: every payload a frame sends or receives
+is a Struct here, encoded and decoded as JSON by msgspec. Field names marked "seed" in
+CONTRACTS.md keep their names; fields may be added, never renamed. Unknown fields in a
+payload are ignored, so an older frame keeps working with a newer hub.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest MQTT payload either side accepts; anything bigger is dropped unread."""
+
+HUB_AVAILABILITY = "hub/availability"
+ONLINE = "online"
+OFFLINE = "offline"
+
+FRAME_LEAVES_IN = ("status", "heartbeat", "telemetry", "ota", "availability")
+"""What a frame publishes under ``frames/<id>/`` (the hub subscribes to these)."""
+FRAME_LEAVES_OUT = ("sync", "command")
+"""What the hub publishes under ``frames/<id>/`` (the frame subscribes to these)."""
+
+CommandName = Literal["next", "show", "restart", "sync", "update_firmware", "rollback_firmware"]
+COMMANDS: tuple[CommandName, ...] = (
+    "next",
+    "show",
+    "restart",
+    "sync",
+    "update_firmware",
+    "rollback_firmware",
+)
+
+
+def frame_topic(frame_id: str, leaf: str) -> str:
+    return f"frames/{frame_id}/{leaf}"
+
+
+def album_topic(album_id: str, leaf: str) -> str:
+    return f"albums/{album_id}/{leaf}"
+
+
+def split_frame_topic(topic: str) -> tuple[str, str] | None:
+    """``(frame_id, leaf)`` of ``frames/<frame_id>/<leaf>``; None for any other shape."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "frames" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def split_album_topic(topic: str) -> tuple[str, str] | None:
+    """``(album_id, leaf)`` of ``albums/<album_id>/<leaf>``; None for any other shape."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "albums" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+# -- hub -> frames -----------------------------------------------------------------------------
+
+
+class PhotoMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """seed: ``photo_metadata`` of ``photo_added``."""
+
+    file_name: str
+    content_type: str
+    ai_labels: list[str] = []
+    timestamp: str = ""
+
+
+class PhotoAdded(msgspec.Struct, frozen=True, kw_only=True):
+    """seed: ``albums/<album_id>/photo_added`` (QoS 1).
+
+    ``media_service_url`` is the absolute URL of ``GET /api/v1/photos/{file_id}``; a frame
+    downloads its own version from ``GET /api/v1/files/download/{file_id}?size=frame``.
+    """
+
+    event_type: Literal["photo_added"] = "photo_added"
+    album_id: str
+    file_id: str
+    photo_metadata: PhotoMetadata
+    media_service_url: str
+    timestamp: str
+
+
+class PhotoRemoved(msgspec.Struct, frozen=True, kw_only=True):
+    """``albums/<album_id>/photo_removed`` (QoS 1)."""
+
+    event_type: Literal["photo_removed"] = "photo_removed"
+    album_id: str
+    file_id: str
+    timestamp: str
+
+
+class SyncPhoto(msgspec.Struct, frozen=True, kw_only=True):
+    """One photo of a sync: ``url`` downloads the version made for the frame's panel, whose
+    bytes hash to ``sha256``."""
+
+    file_id: str
+    album_id: str
+    sha256: str
+    url: str
+    width: int = 0
+    height: int = 0
+
+
+class DisplaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the frame rotates photos. ``quiet_start``/``quiet_end`` ("HH:MM", local time of
+    the frame, possibly crossing midnight) bound the hours the screen is off."""
+
+    interval_s: int = 60
+    shuffle: bool = False
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+
+
+class FrameSync(msgspec.Struct, frozen=True, kw_only=True):
+    """seed: ``frames/<frame_id>/sync`` (QoS 2, retained): everything the frame should show.
+
+    ``version`` grows with every change of what the frame should show; the frame reports the
+    version it has applied in its heartbeat, so the hub knows when it has converged.
+    """
+
+    event_type: Literal["album_sync"] = "album_sync"
+    frame_id: str
+    photos: list[SyncPhoto]
+    total_photos: int
+    timestamp: str
+    version: int = 0
+    album_ids: list[str] = []
+    display: DisplaySettings = DisplaySettings()
+    heartbeat_interval_s: int = 30
+    panel_width: int = 0
+    panel_height: int = 0
+    """The panel as the frame hangs (0: unknown); every ``url`` serves exactly this size."""
+
+
+class CommandArgs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Arguments of a command; which ones apply depends on the command."""
+
+    file_id: str | None = None
+    """``show``: the photo to show."""
+    url: str | None = None
+    sha256: str | None = None
+    version: str | None = None
+    campaign_id: str | None = None
+    signature: str | None = None
+    size: int | None = None
+
+
+class FrameCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """``frames/<frame_id>/command`` (QoS 2). The frame confirms it by publishing a
+    ``status`` that carries the same ``command_id``."""
+
+    command_id: str
+    command: CommandName
+    args: CommandArgs = CommandArgs()
+    timestamp: str
+
+
+class MetadataUpdated(msgspec.Struct, frozen=True, kw_only=True):
+    """``photos/<file_id>/metadata_updated`` (QoS 1)."""
+
+    file_id: str
+    ai_metadata: msgspec.Raw
+    timestamp: str
+
+
+# -- frames -> hub -----------------------------------------------------------------------------
+
+
+class FrameStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """seed: ``frames/<frame_id>/status`` (QoS 0).
+
+    ``status`` is ``displayed`` (``file_id`` is on the screen), ``downloading``, ``synced``
+    (``sync_version`` applied), ``screen_off``, ``command_done`` or ``error``. A status that
+    answers a command carries its ``command_id``; ``error`` explains a failure.
+    """
+
+    frame_id: str
+    status: str
+    timestamp: str
+    file_id: str | None = None
+    command_id: str | None = None
+    error: str | None = None
+    sync_version: int | None = None
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """seed topic ``frames/<frame_id>/heartbeat`` (QoS 0, retained)."""
+
+    frame_id: str
+    firmware_version: str
+    uptime_s: float
+    free_bytes: int
+    timestamp: str
+    interval_s: float = 30.0
+    sync_version: int = 0
+    current_file_id: str | None = None
+    cached_photos: int = 0
+
+
+class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
+    """``frames/<frame_id>/telemetry`` (QoS 1): named numeric samples."""
+
+    frame_id: str
+    metrics: dict[str, float]
+    timestamp: str
+
+
+OtaState = Literal["downloading", "downloaded", "installing", "completed", "failed", "rolled_back"]
+
+
+class OtaProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """``frames/<frame_id>/ota`` (QoS 1)."""
+
+    frame_id: str
+    state: OtaState
+    timestamp: str
+    campaign_id: str | None = None
+    command_id: str | None = None
+    version: str | None = None
+    progress: float | None = None
+    error: str | None = None
+
+
+# -- pairing (HTTP) ----------------------------------------------------------------------------
+
+
+class MqttCredentials(msgspec.Struct, frozen=True, kw_only=True):
+    host: str
+    port: int
+    client_id: str
+    username: str
+    password: str
+
+
+class PairingRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /api/v1/devices`` (an admin pairs a frame)."""
+
+    name: str
+    model: str
+    hw_version: str
+    width: int
+    height: int
+    orientation: Literal["landscape", "portrait"] = "landscape"
+
+
+class Pairing(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer of ``POST /api/v1/devices``, shown once: the frame's HTTP token, its MQTT
+    credentials and the hub's public signing key (base64 Ed25519) for firmware commands."""
+
+    device_id: str
+    token: str
+    mqtt: MqttCredentials
+    public_key: str = ""
+
+
+__all__ = [
+    "COMMANDS",
+    "FRAME_LEAVES_IN",
+    "FRAME_LEAVES_OUT",
+    "HUB_AVAILABILITY",
+    "MAX_PAYLOAD_BYTES",
+    "OFFLINE",
+    "ONLINE",
+    "CommandArgs",
+    "CommandName",
+    "DisplaySettings",
+    "FrameCommand",
+    "FrameStatus",
+    "FrameSync",
+    "Heartbeat",
+    "MetadataUpdated",
+    "MqttCredentials",
+    "OtaProgress",
+    "OtaState",
+    "Pairing",
+    "PairingRequest",
+    "PhotoAdded",
+    "PhotoMetadata",
+    "PhotoRemoved",
+    "SyncPhoto",
+    "Telemetry",
+    "album_topic",
+    "frame_topic",
+    "split_album_topic",
+    "split_frame_topic",
+]
