@@ -22,11 +22,14 @@ from actors.http import GetHttpAddress, HttpAddress, HttpGateway, PublicUrl
 from actors.journal import AuditLog, Journal, JournalKeeper
 from actors.media import MediaCache
 from actors.mqtt import (
+    MQTT_PATH,
     BrokerAccess,
     BrokerAddress,
     GetBrokerAddress,
+    GetMqttStats,
     MosquittoBroker,
     MqttBridge,
+    MqttStats,
     find_mosquitto,
 )
 from actors.store import Store
@@ -155,6 +158,7 @@ def hub_tree(
                 staging_dir=originals.staging,
                 routes=ROUTES,
                 public_url=public_url,
+                readiness=[_broker_connected],
             ),
             mailbox_capacity=capacity,
             shutdown_timeout=max(settings.runtime.shutdown_timeout_s, 5.0),
@@ -170,6 +174,11 @@ def hub_tree(
             subtree("edge", Strategy.ONE_FOR_ONE, edge),
         ],
     )
+
+
+async def _broker_connected(system: ActorSystem) -> str | None:
+    stats: MqttStats = await system.lookup(MQTT_PATH).ask(GetMqttStats())
+    return None if stats.connected else "not connected to the MQTT broker"
 
 
 def write_ports(data_dir: Path, ports: dict[str, int]) -> None:

@@ -304,6 +304,12 @@ async def test_bad_frame_messages_are_dropped_and_counted(tmp_path: Path) -> Non
         assert stats.dropped.get("unknown_frame") == 1
         for path in (MQTT_PATH, f"/frames/{frame.device_id}"):
             assert hub.system.snapshot(path).restarts == 0
+        metrics = await hub.client.get("/metrics", headers=admin.auth)
+        assert metrics.status_code == 200
+        assert 'framehub_mqtt_dropped_total{reason="malformed"} 6\n' in metrics.text
+        assert "framehub_mqtt_connected 1\n" in metrics.text
+        assert (await hub.client.get("/metrics")).status_code == 401
+        assert (await hub.client.get("/readyz")).status_code == 200
 
 
 async def test_a_deleted_frame_is_locked_out_and_forgotten_by_the_broker(tmp_path: Path) -> None:

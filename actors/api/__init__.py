@@ -5,14 +5,16 @@ Each route only translates HTTP into a message for the actor that owns the data.
 
 from ._albums import ALBUM_ROUTES
 from ._devices import DEVICE_ROUTES, NewDevice, PairedDevice
+from ._metrics import METRICS_ROUTES
 from ._photos import PHOTO_ROUTES, UploadedFile
 from ._playlists import PLAYLIST_ROUTES
 
-ROUTES = (*PHOTO_ROUTES, *ALBUM_ROUTES, *PLAYLIST_ROUTES, *DEVICE_ROUTES)
+ROUTES = (*PHOTO_ROUTES, *ALBUM_ROUTES, *PLAYLIST_ROUTES, *DEVICE_ROUTES, *METRICS_ROUTES)
 
 __all__ = [
     "ALBUM_ROUTES",
     "DEVICE_ROUTES",
+    "METRICS_ROUTES",
     "PHOTO_ROUTES",
     "PLAYLIST_ROUTES",
     "ROUTES",

@@ -58,7 +58,7 @@ Starlette ``Response`` (downloads) and add headers through ``context.response_he
 """
 
 from ._account_routes import ACCOUNT_ROUTES, NewUserRequest
-from ._gateway import GetHttpAddress, Health, HttpAddress, HttpGateway, PublicUrl
+from ._gateway import GetHttpAddress, Health, HttpAddress, HttpGateway, PublicUrl, ReadinessCheck
 from ._openapi import openapi_document
 from ._problems import PROBLEM_JSON, STATUS_OF, HttpProblem, Problem
 from ._routing import (
@@ -89,6 +89,7 @@ __all__ = [
     "PageQuery",
     "Problem",
     "PublicUrl",
+    "ReadinessCheck",
     "RequestContext",
     "StagedUpload",
     "UploadForm",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -19,7 +19,7 @@ from starlette.responses import Response
 from actors.accounts import ACCOUNTS_PATH
 from actors.store import Store
 from config import HttpSettings
-from supervision import Actor, ActorSnapshot
+from supervision import Actor, ActorSnapshot, ActorSystem
 
 from ._account_routes import ACCOUNT_ROUTES
 from ._openapi import openapi_document
@@ -79,6 +79,10 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
+ReadinessCheck = Callable[[ActorSystem], Awaitable[str | None]]
+"""A part of readiness beyond the actors and the database: None when fine, else why not."""
+
+
 def _not_running(node: ActorSnapshot) -> list[str]:
     found = [] if node.state == "running" else [f"{node.path} is {node.state}"]
     for child in node.children:
@@ -112,9 +116,11 @@ class HttpGateway(Actor[GetHttpAddress]):
         title: str = "framehub",
         version: str = "0.1.0",
         public_url: PublicUrl | None = None,
+        readiness: Sequence[ReadinessCheck] = (),
     ) -> None:
         self._settings = settings
         self._public_url = public_url
+        self._readiness = tuple(readiness)
         self._store = store
         self._staging_dir = staging_dir
         self._routes = tuple(routes)
@@ -225,6 +231,10 @@ class HttpGateway(Actor[GetHttpAddress]):
                 )
             except Exception as error:
                 problems.append(f"the database failed: {error}")
+            for check in self._readiness:
+                problem = await check(self.context.system)
+                if problem:
+                    problems.append(problem)
             if problems:
                 raise HttpProblem(503, "not ready: " + "; ".join(problems))
             return Health(status="ready")
@@ -257,7 +267,8 @@ class HttpGateway(Actor[GetHttpAddress]):
                 response=Health,
                 auth=None,
                 errors=(503,),
-                summary="readiness: 200 when every actor runs and the database answers",
+                summary="readiness: 200 when every actor runs, the database answers and the "
+                "MQTT broker is connected",
                 tags=("probes",),
             ),
             api_route(

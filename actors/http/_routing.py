@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 from starlette.requests import Request
 
-from supervision import ActorRef
+from supervision import ActorRef, ActorSnapshot
 
 from ._uploads import StagedUpload, UploadForm
 
@@ -195,6 +195,10 @@ class RequestContext:
         if self._principal is None:
             raise RuntimeError("this route has no authenticated caller (auth=None)")
         return self._principal
+
+    def snapshot(self, path: str = "/") -> ActorSnapshot:
+        """The actor tree (or the subtree at ``path``), for introspection routes."""
+        return self._system.snapshot(path)
 
     @property
     def user_id(self) -> str:

@@ -65,6 +65,7 @@ RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
 LOG_EVERY_S = 60.0
 STOP_TIMEOUT_S = 2.0
+FIRST_CONNECT_WAIT_S = 5.0
 
 _SUBSCRIPTIONS = [(f"frames/+/{leaf}", 1) for leaf in wire.FRAME_LEAVES_IN]
 
@@ -203,6 +204,7 @@ class MqttBridge(Actor[BridgeMessage]):
         self._published = 0
         self._connects = 0
         self._stopping = False
+        self._first_connect = trio.Event()
         self._host = ""
         self._port = 0
 
@@ -224,6 +226,10 @@ class MqttBridge(Actor[BridgeMessage]):
             settle=self._settle,
         )
         await self.context.start_service(self._connection, address)
+        # Usually a moment (the managed broker is local): then the hub is ready when it says
+        # so. An external broker that is down does not stop the hub from starting.
+        with trio.move_on_after(FIRST_CONNECT_WAIT_S):
+            await self._first_connect.wait()
 
     async def on_stop(self) -> None:
         if self._consumer is not None:
@@ -305,6 +311,7 @@ class MqttBridge(Actor[BridgeMessage]):
                     self._client = client
                     self._generation += 1
                     self._connects += 1
+                    self._first_connect.set()
                     log.info("connected to the MQTT broker at %s:%d", host, port)
                     delay = RECONNECT_MIN_S
                     self.context.ref.nudge(_Connected(self._generation))
