@@ -20,6 +20,7 @@ from ._devices import (
     RegisterDevice,
     Registered,
     SetDeviceAlbums,
+    read_frame_access,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "RegisterDevice",
     "Registered",
     "SetDeviceAlbums",
+    "read_frame_access",
 ]

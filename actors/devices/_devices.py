@@ -236,6 +236,29 @@ def _audit_of(user_id: str | None) -> Audit:
     return Audit.system("devices") if user_id is None else Audit.user(user_id)
 
 
+async def read_frame_access(store: Store) -> list[FrameAccess]:
+    """Every paired frame's broker user and albums, read from the registry's tables: for
+    ``run.py mqtt-acl``, which may run next to a hub (it only reads)."""
+    albums: dict[str, list[str]] = {}
+    for device_id, album_id in await store.fetch_all(
+        "SELECT device_id, album_id FROM device_albums ORDER BY device_id, position"
+    ):
+        albums.setdefault(device_id, []).append(album_id)
+    rows = await store.fetch_all(
+        "SELECT device_id, mqtt_username, mqtt_password_hash FROM devices "
+        "WHERE deleted = 0 AND mqtt_username != '' ORDER BY created_at, device_id"
+    )
+    return [
+        FrameAccess(
+            frame_id=device_id,
+            username=username,
+            password_hash=password_hash,
+            album_ids=albums.get(device_id, []),
+        )
+        for device_id, username, password_hash in rows
+    ]
+
+
 # -- the actor ---------------------------------------------------------------------------------
 
 _COLUMNS = (

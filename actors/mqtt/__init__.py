@@ -26,6 +26,7 @@ from ._broker import (
     InvalidFrameAccess,
     MosquittoBroker,
     SetFrameAccess,
+    acl_text,
     find_mosquitto,
     hash_password,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "MqttClient",
     "MqttStats",
     "SetFrameAccess",
+    "acl_text",
     "find_mosquitto",
     "hash_password",
 ]

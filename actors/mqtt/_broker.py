@@ -174,9 +174,11 @@ def validate_access(frames: list[FrameAccess] | tuple[FrameAccess, ...]) -> None
         frame_ids.add(frame.frame_id)
 
 
-def acl_text(frames: list[FrameAccess] | tuple[FrameAccess, ...]) -> str:
+def acl_text(
+    frames: list[FrameAccess] | tuple[FrameAccess, ...], hub_username: str = HUB_USERNAME
+) -> str:
     """The hub may do anything; a frame reads and writes its own tree and reads its albums."""
-    lines = [f"user {HUB_USERNAME}", "topic readwrite #", ""]
+    lines = [f"user {hub_username}", "topic readwrite #", ""]
     for frame in frames:
         lines.append(f"user {frame.username}")
         lines.append(f"topic read frames/{frame.frame_id}/#")
