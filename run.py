@@ -197,6 +197,78 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_frame(args: argparse.Namespace) -> int:
+    """Run one frame (the ``frame_device`` program) until SIGINT/SIGTERM."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from frame_device import FrameConfig, run_frame
+
+    _configure_logging(args.log_level)
+    config = FrameConfig(
+        device_id=args.device_id,
+        token=args.token,
+        hub_url=args.hub,
+        mqtt_host=args.mqtt_host or urlsplit(args.hub).hostname or "127.0.0.1",
+        mqtt_port=args.mqtt_port,
+        mqtt_client_id=args.client_id or f"frame-{args.device_id}",
+        mqtt_username=args.mqtt_username,
+        mqtt_password=args.mqtt_password,
+        data_dir=Path(args.data_dir or f"frame-data/{args.device_id}"),
+        panel_width=args.width,
+        panel_height=args.height,
+        heartbeat_s=args.heartbeat,
+        render=args.render,
+        ignore_commands=args.ignore_commands,
+    )
+    return run_frame(config, events=args.events)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Pair (or reuse) N frames with the hub and run them in one process."""
+    import os
+    from pathlib import Path
+
+    from frame_device import PairingFailed, SimulatorConfig, run_simulator
+
+    _configure_logging(args.log_level)
+    token = args.token or os.environ.get("FRAMEHUB_TOKEN")
+    if not token:
+        print("framehub: give --token (an admin's) or set FRAMEHUB_TOKEN", file=sys.stderr)
+        return 2
+    config = SimulatorConfig(
+        frames=args.frames,
+        token=token,
+        hub_url=args.hub,
+        data_dir=Path(args.data_dir),
+        model=args.model,
+        hw_version=args.hw_version,
+        width=args.width,
+        height=args.height,
+        orientation=args.orientation,
+        heartbeat_s=args.heartbeat,
+        render=args.render,
+        ignore_commands=args.ignore_commands,
+    )
+    try:
+        return run_simulator(config, events=args.events)
+    except PairingFailed as error:
+        print(f"framehub: pairing failed: {error}", file=sys.stderr)
+        return 1
+
+
+def _frame_options(command: argparse.ArgumentParser) -> None:
+    """Options a real frame and a simulated fleet share."""
+    command.add_argument("--hub", default="http://127.0.0.1:8080", help="hub URL")
+    command.add_argument("--width", type=int, default=1024, help="panel width until a sync")
+    command.add_argument("--height", type=int, default=600, help="panel height until a sync")
+    command.add_argument("--heartbeat", type=float, default=30.0, help="seconds until a sync")
+    command.add_argument("--no-render", dest="render", action="store_false", help="no PNG")
+    command.add_argument("--ignore-commands", action="store_true", help="never answer commands")
+    command.add_argument("--events", action="store_true", help="print JSON event lines")
+    command.add_argument("--log-level", default="WARNING", help="stderr logging level")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="run.py", description="framehub: a hub for photo frames")
     commands = root.add_subparsers(dest="command", required=True)
@@ -226,6 +298,26 @@ def parser() -> argparse.ArgumentParser:
     add_user.add_argument("name")
     add_user.add_argument("--admin", action="store_true", help="the user may manage the hub")
     users.set_defaults(handler=cmd_users)
+    frame = commands.add_parser("frame", help="run one frame (the frame_device program)")
+    frame.add_argument("--device-id", required=True)
+    frame.add_argument("--token", required=True, help="the frame's HTTP token")
+    frame.add_argument("--mqtt-username", required=True)
+    frame.add_argument("--mqtt-password", required=True)
+    frame.add_argument("--mqtt-host", help="default: the hub URL's host")
+    frame.add_argument("--mqtt-port", type=int, default=1884)
+    frame.add_argument("--client-id", help="default: frame-<device id>")
+    frame.add_argument("--data-dir", help="default: frame-data/<device id>")
+    _frame_options(frame)
+    frame.set_defaults(handler=cmd_frame)
+    simulate = commands.add_parser("simulate", help="run N virtual frames against a hub")
+    simulate.add_argument("--frames", type=int, required=True)
+    simulate.add_argument("--token", help="an admin's API token (default: $FRAMEHUB_TOKEN)")
+    simulate.add_argument("--data-dir", default="sim-data")
+    simulate.add_argument("--model", default="sim-frame")
+    simulate.add_argument("--hw-version", default="1.0")
+    simulate.add_argument("--orientation", choices=("landscape", "portrait"), default="landscape")
+    _frame_options(simulate)
+    simulate.set_defaults(handler=cmd_simulate)
     bench = commands.add_parser("bench", help="run a benchmark and print figures and ratios")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--json", action="store_true", help="end with one JSON line of figures")

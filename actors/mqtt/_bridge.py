@@ -242,8 +242,11 @@ class MqttBridge(Actor[BridgeMessage]):
             bridge = self.context.system.asyncio
             offline = _Publish(wire.HUB_AVAILABILITY, wire.OFFLINE.encode(), 1, True)
             with trio.move_on_after(STOP_TIMEOUT_S):
-                await bridge.run(_publish, client, offline)
-                await bridge.run(client.__aexit__, None, None, None)
+                try:
+                    await bridge.run(_publish, client, offline)
+                    await bridge.run(client.__aexit__, None, None, None)
+                except aiomqtt.MqttError:
+                    pass  # the broker went first (it died, or the hub is stopping)
 
     async def receive(self, message: BridgeMessage) -> Any:
         match message:
