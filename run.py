@@ -197,6 +197,25 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_mqtt_acl(_: argparse.Namespace) -> int:
+    """Print the password file and ACL an external broker needs for the hub and its frames."""
+    from actors import DATABASE_NAME
+    from actors._mqtt_acl import mqtt_acl
+    from actors.store import StoreError
+
+    settings = _settings()
+    database = settings.data_path / DATABASE_NAME
+    if not database.exists():
+        print(f"framehub: no database at {database}", file=sys.stderr)
+        return 1
+    try:
+        print(trio.run(mqtt_acl, settings, database), end="")
+    except StoreError as error:
+        print(f"framehub: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_frame(args: argparse.Namespace) -> int:
     """Run one frame (the ``frame_device`` program) until SIGINT/SIGTERM."""
     from pathlib import Path
@@ -292,6 +311,10 @@ def parser() -> argparse.ArgumentParser:
     health.add_argument("--hub", help="hub URL (default: this data directory's running hub)")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for it")
     health.set_defaults(handler=cmd_health)
+    acl = commands.add_parser(
+        "mqtt-acl", help="print the password file and ACL an external MQTT broker needs"
+    )
+    acl.set_defaults(handler=cmd_mqtt_acl)
     users = commands.add_parser("users", help="manage users")
     user_actions = users.add_subparsers(dest="action", required=True)
     add_user = user_actions.add_parser("add", help="create a user and print its API token")

@@ -3,9 +3,12 @@ prints what that broker's administrator installs so the frames can use it."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import msgspec
+import trio
 
 import wire
 from actors import DATABASE_NAME
@@ -15,6 +18,7 @@ from config import load_settings
 from tests.api_support import running_hub
 from tests.mqtt_support import connect, running_mosquitto
 
+ROOT = Path(__file__).resolve().parent.parent
 HUB_USER, HUB_PASSWORD = "hub-at-home", "s3cret pass"
 
 
@@ -44,6 +48,16 @@ async def test_the_hub_uses_an_external_broker_set_up_from_mqtt_acl(tmp_path: Pa
             }
             printed = await mqtt_acl(load_settings(environ=environ), hub.data_dir / DATABASE_NAME)
             assert frame.mqtt["password"] not in printed  # hashes only
+            cli = await trio.run_process(
+                [sys.executable, str(ROOT / "run.py"), "mqtt-acl"],
+                env={**os.environ, **environ},
+                capture_stdout=True,
+            )
+            # The same entries (the hub's own line is hashed with a fresh salt each time).
+            shown, expected = sections(cli.stdout.decode()), sections(printed)
+            assert shown[1] == expected[1]
+            assert shown[0].splitlines()[1:] == expected[0].splitlines()[1:]
+            assert shown[0].startswith(f"{HUB_USER}:$7$")
             passwords, frames_acl = sections(printed)
             assert f"user {frame.mqtt['username']}\n" in frames_acl
             assert f"topic write frames/{frame.device_id}/#\n" in frames_acl
