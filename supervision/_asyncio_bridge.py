@@ -10,7 +10,7 @@ hot paths batch their work into few crossings.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sized
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -38,9 +38,9 @@ class AsyncioBridge:
         wrapped: AbstractAsyncContextManager[T] = trio_asyncio.aio_as_trio(manager, loop=self._loop)
         return wrapped
 
-    async def iterate(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Iterate an asyncio async iterator from Trio, one crossing per item."""
-        async for batch in self.batches(iterator, 1):
+    async def iterate(self, iterable: AsyncIterable[T]) -> AsyncIterator[T]:
+        """Iterate an asyncio async iterable from Trio, one crossing per item."""
+        async for batch in self.batches(iterable, 1):
             for item in batch:
                 yield item
 
@@ -59,15 +59,17 @@ class AsyncioBridge:
 
         return await self.run(gather)
 
-    async def batches(self, iterator: AsyncIterator[T], limit: int) -> AsyncIterator[list[T]]:
+    async def batches(self, iterable: AsyncIterable[T], limit: int) -> AsyncIterator[list[T]]:
         """Iterate in lists, one crossing each: wait for an item, then take what is already
-        queued (up to ``limit``) when the iterator is ``Sized`` (aiomqtt's messages are)."""
+        queued (up to ``limit``) when the iterable is ``Sized`` (aiomqtt's messages are)."""
+        iterator = aiter(iterable)
+        sized = iterable if isinstance(iterable, Sized) else None
 
         async def take() -> list[T] | None:
             try:
                 batch = [await anext(iterator)]
-                if isinstance(iterator, Sized):
-                    while len(batch) < limit and len(iterator) > 0:
+                if sized is not None:
+                    while len(batch) < limit and len(sized) > 0:
                         batch.append(await anext(iterator))
             except StopAsyncIteration:
                 return None

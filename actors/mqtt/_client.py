@@ -18,7 +18,15 @@ from paho.mqtt.client import Client as PahoClient
 
 
 class MqttClient(aiomqtt.Client):
-    """``aiomqtt.Client`` with socket watching that tolerates a socket closed meanwhile."""
+    """``aiomqtt.Client`` with socket watching that tolerates a socket closed meanwhile, and
+    whose lost connection's error, already raised to the reader, is not reported again as
+    "never retrieved" when the client is left."""
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        disconnected = self._disconnected
+        if disconnected.done() and not disconnected.cancelled():
+            disconnected.exception()  # seen: the message iterator raised it already
+        await super().__aexit__(*exc_info)
 
     def _on_socket_register_write(self, client: PahoClient, userdata: Any, sock: Any) -> None:
         fileno = sock.fileno()
