@@ -9,11 +9,10 @@ import signal
 import socket
 import stat
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 import trio
 from aiomqtt.exceptions import MqttConnectError
@@ -41,6 +40,8 @@ from supervision import (
     open_system,
     supervisor,
 )
+from tests.mqtt_support import Client
+from tests.mqtt_support import connect as mqtt_connect
 
 pytestmark = pytest.mark.skipif(
     shutil.which("mosquitto") is None,
@@ -85,55 +86,10 @@ async def running_broker(
         yield system, address
 
 
-class Client:
-    """A real MQTT client (aiomqtt through the system's asyncio bridge) and what it received."""
-
-    def __init__(self, system: ActorSystem, client: aiomqtt.Client) -> None:
-        self.system = system
-        self.client = client
-        self.received: list[tuple[str, bytes]] = []
-        self.disconnected = trio.Event()
-        self._changed = trio.Event()
-
-    async def collect(self) -> None:
-        try:
-            async for message in self.system.asyncio.iterate(self.client.messages):
-                payload = message.payload
-                assert isinstance(payload, bytes)
-                self.received.append((str(message.topic), payload))
-                self._changed.set()
-                self._changed = trio.Event()
-        except aiomqtt.MqttError:
-            self.disconnected.set()
-
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        await self.system.asyncio.run(self.client.publish, topic, payload, 1, retain)
-
-    async def subscribe(self, topic: str) -> Any:
-        return await self.system.asyncio.run(self.client.subscribe, topic, 1)
-
-    async def wait_for(self, topic: str, payload: bytes) -> None:
-        with trio.fail_after(WAIT_S):
-            while (topic, payload) not in self.received:
-                await self._changed.wait()
-
-    def topics(self) -> set[str]:
-        return {topic for topic, _ in self.received}
-
-
-@asynccontextmanager
-async def connect(
+def connect(
     system: ActorSystem, address: BrokerAddress, username: str | None, password: str | None
-) -> AsyncIterator[Client]:
-    client = aiomqtt.Client(
-        address.host, address.port, username=username, password=password, timeout=5
-    )
-    async with system.asyncio.context(client):
-        wrapper = Client(system, client)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wrapper.collect)
-            yield wrapper
-            nursery.cancel_scope.cancel()
+) -> AbstractAsyncContextManager[Client]:
+    return mqtt_connect(system, address.host, address.port, username, password)
 
 
 def hub(system: ActorSystem, address: BrokerAddress) -> Any:

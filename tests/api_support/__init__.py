@@ -33,6 +33,7 @@ from actors.store import Store
 from actors.uploader import AwaitAnalyses
 from config import load_settings
 from supervision import ActorCrashed, ActorSystem
+from tests.journal_support.common import until_committed
 
 _decode_event = msgspec.json.Decoder(AnyEvent).decode
 
@@ -81,26 +82,8 @@ class Hub:
     async def until(self, check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
         """Wait until ``check`` holds, re-checking after each commit of the hub's database
         (the hub records every change it makes there): no polling, bounded by ``timeout``."""
-        commits = 0
-        changed = trio.Event()
-
-        def committed(_: object) -> None:
-            nonlocal commits
-            commits += 1
-            changed.set()
-
-        self.store.commit_listeners.append(committed)
-        try:
-            with trio.fail_after(timeout):
-                while True:
-                    seen = commits
-                    if await check():
-                        return
-                    if commits == seen:
-                        changed = trio.Event()
-                        await changed.wait()
-        finally:
-            self.store.commit_listeners.remove(committed)
+        with trio.fail_after(timeout):
+            await until_committed(self.store, check)
 
     async def events(self, name: str) -> list[Any]:
         """The journal's events called ``name``, decoded, in order."""

@@ -65,6 +65,13 @@ class Client:
                     return result
                 await self._changed.wait()
 
+    async def wait_for(self, topic: str, payload: bytes) -> None:
+        """Wait until exactly this message arrived."""
+        await self.wait_until(lambda received: any(r[:2] == (topic, payload) for r in received))
+
+    def topics(self) -> set[str]:
+        return {topic for topic, _, _ in self.received}
+
     async def next_on(self, topic: str, after: int = 0, timeout: float = WAIT_S) -> bytes:
         """The first payload on ``topic`` received at index ``after`` or later."""
 
