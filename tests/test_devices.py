@@ -26,10 +26,18 @@ from actors.devices import (
     Registered,
 )
 from actors.errors import BadRequest, Invalid, NotFound
-from actors.events import AnyEvent, Audit
+from actors.events import (
+    AnyEvent,
+    Audit,
+    DeviceOffline,
+    FirmwareUploaded,
+    TelemetryDataReceived,
+    UpdateCompleted,
+)
 from actors.journal import Journal
 from actors.store import Store
 from supervision import ActorRef, ChildSpec, open_asyncio_bridge, open_system, supervisor
+from tests.journal_support.common import publish
 
 _decode = msgspec.json.Decoder(AnyEvent).decode
 
@@ -178,3 +186,49 @@ async def test_devices_survive_a_restart_and_deleted_ones_stay_deleted(tmp_path:
             "SELECT deleted FROM devices WHERE device_id = ?", (gone.device_id,)
         )
         assert row == (1,)
+
+
+async def test_seed_handlers_keep_the_record_of_firmware_and_activity(tmp_path: Path) -> None:
+    async with open_registry(tmp_path / "hub.db") as (store, registry):
+        old = await register(registry, hall_frame(name="Old", hw_version="rev2"))
+        new = await register(registry, hall_frame(name="New", hw_version="rev10"))
+        other = await register(registry, hall_frame(name="Other", model="XL-1", hw_version="9"))
+        audit = Audit.system("test")
+        await publish(
+            store,
+            FirmwareUploaded(
+                audit=audit,
+                firmware_id="fw1",
+                version="2.0.0",
+                model="FH-10",
+                min_hw_version="rev9",
+                sha256="0" * 64,
+                size=10,
+            ),
+            UpdateCompleted(
+                audit=audit, campaign_id="c1", device_id=new.device_id, firmware_version="2.0.0"
+            ),
+            TelemetryDataReceived(
+                audit=audit,
+                device_id=old.device_id,
+                samples=3,
+                last_sample_at="2026-11-22T10:00:00.000Z",
+            ),
+            DeviceOffline(audit=audit, device_id=other.device_id, reason="silence"),
+        )
+        # A query drains the journal first, so it sees every handler's effect.
+        shown = {d.name: d for d in (await registry.ask(ListDevices())).items}
+        assert shown["New"].firmware_version == "2.0.0"
+        assert shown["Old"].firmware_version is None
+        assert shown["Old"].last_seen == "2026-11-22T10:00:00.000Z"
+        assert (shown["Old"].active, shown["Other"].active) == (True, False)
+        updates = [(e.device_id, e.changes) for e in await published(store, "device.updated")]
+        # rev10 >= rev9 >= rev2 in natural order: only the new frame of the model is told.
+        assert updates == [
+            (new.device_id, {"firmware_available": "2.0.0"}),
+            (new.device_id, {"firmware_version": "2.0.0"}),
+        ]
+    async with open_registry(tmp_path / "hub.db") as (_, registry):
+        again = await registry.ask(GetDevice(device_id=new.device_id))
+        assert again.firmware_version == "2.0.0"
+        assert (await registry.ask(GetDevice(device_id=other.device_id))).active is False

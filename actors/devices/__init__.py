@@ -20,7 +20,9 @@ from ._devices import (
     RegisterDevice,
     Registered,
     SetDeviceAlbums,
+    compatible,
     read_frame_access,
+    version_key,
 )
 
 __all__ = [
@@ -42,5 +44,7 @@ __all__ = [
     "RegisterDevice",
     "Registered",
     "SetDeviceAlbums",
+    "compatible",
     "read_frame_access",
+    "version_key",
 ]

@@ -19,8 +19,10 @@ commits: a frame told to subscribe to a newly assigned album is already allowed 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -35,6 +37,7 @@ from actors.events import (
     DeviceOnline,
     DeviceRegistered,
     DeviceUpdated,
+    FirmwareUploaded,
     TelemetryDataReceived,
     UpdateCompleted,
     new_id,
@@ -236,6 +239,19 @@ def _audit_of(user_id: str | None) -> Audit:
     return Audit.system("devices") if user_id is None else Audit.user(user_id)
 
 
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural order of hardware and firmware versions: "rev10" after "rev9", "1.10" after
+    "1.9" (numbers compare as numbers, other parts as text, case-insensitively)."""
+    parts = re.findall(r"\d+|[^\d.\-_ ]+", version.lower())
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def compatible(devices: Iterable[Device], firmware: FirmwareUploaded) -> list[Device]:
+    """The frames ``firmware`` is for: its model, at least its minimum hardware version."""
+    floor = version_key(firmware.min_hw_version)
+    return [d for d in devices if d.model == firmware.model and version_key(d.hw_version) >= floor]
+
+
 async def read_frame_access(store: Store) -> list[FrameAccess]:
     """Every paired frame's broker user and albums, read from the registry's tables: for
     ``run.py mqtt-acl``, which may run next to a hub (it only reads)."""
@@ -271,8 +287,10 @@ class DeviceRegistry(Actor[DeviceMessage]):
     """``/domain/devices``: owns ``devices`` and ``device_albums``; publishes
     ``device.registered``, ``device.updated`` and ``device.deleted``.
 
-    Journal consumer ``devices`` (seed handlers) on ``update.completed`` (record the firmware
-    version), ``telemetry.data.received`` (``last_seen``; reactivate), ``device.online`` /
+    Journal consumer ``devices`` (seed handlers) on ``firmware.uploaded`` (tell each compatible
+    frame's record, by model and minimum hardware version, with ``device.updated`` saying
+    ``firmware_available``), ``update.completed`` (record the firmware version),
+    ``telemetry.data.received`` (``last_seen``; reactivate), ``device.online`` /
     ``device.offline`` (active or not) and ``album.deleted`` (drop it from every frame).
     ``broker`` is the managed broker's path, None with an external broker.
     """
@@ -317,6 +335,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
         self._consumer = await self._journal.consume(
             "devices",
             [
+                "firmware.uploaded",
                 "update.completed",
                 "telemetry.data.received",
                 "device.online",
@@ -460,11 +479,23 @@ class DeviceRegistry(Actor[DeviceMessage]):
 
     async def _on_event(self, entry: Entry, tx: Transaction) -> None:
         match entry.event:
+            case FirmwareUploaded() as firmware:
+                for device in compatible(self._devices.values(), firmware):
+                    if device.firmware_version == firmware.version:
+                        continue
+                    tx.publish(
+                        DeviceUpdated(
+                            audit=Audit.system("devices"),
+                            correlation_id=firmware.correlation_id,
+                            device_id=device.device_id,
+                            changes={"firmware_available": firmware.version},
+                        )
+                    )
             case UpdateCompleted(device_id=device_id, firmware_version=version):
                 self._change(tx, device_id, "firmware_version", version, firmware_version=version)
             case TelemetryDataReceived(device_id=device_id, last_sample_at=seen):
-                device = self._devices.get(device_id)
-                if device is not None and (device.last_seen or "") < seen:
+                known = self._devices.get(device_id)
+                if known is not None and (known.last_seen or "") < seen:
                     self._change(tx, device_id, "last_seen", seen, last_seen=seen, active=True)
             case DeviceOnline(device_id=device_id):
                 self._change(tx, device_id, "active", 1, active=True)
