@@ -11,7 +11,7 @@ import trio
 from config import Settings, SettingsError, load_settings
 from supervision import SystemFailure
 
-BENCHMARKS = ("actors", "images", "journal")
+BENCHMARKS = ("actors", "e2e", "fleet", "images", "journal")
 
 
 def _settings() -> Settings:

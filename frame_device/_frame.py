@@ -344,7 +344,8 @@ class _Boot:
         topic = message.topic.value
         payload = message.payload
         log.debug("frame %s received %d bytes on %s", self.id, len(payload), topic)
-        if len(payload) > wire.MAX_PAYLOAD_BYTES:
+        limit = wire.MAX_SYNC_BYTES if topic == self._topic("sync") else wire.MAX_PAYLOAD_BYTES
+        if len(payload) > limit:
             self._drop(topic, f"{len(payload)} bytes is over the limit")
         else:
             try:

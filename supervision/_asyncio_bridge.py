@@ -10,6 +10,7 @@ hot paths batch their work into few crossings.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
@@ -19,6 +20,8 @@ import trio_asyncio
 from ._errors import lone_error
 
 T = TypeVar("T")
+
+log = logging.getLogger("supervision.asyncio")
 
 
 class AsyncioBridge:
@@ -82,11 +85,21 @@ class AsyncioBridge:
             yield batch
 
 
+def _log_unhandled(loop: Any, context: dict[str, Any]) -> None:
+    """An error no asyncio code awaited (a future's exception never retrieved, a failing
+    callback): logged. trio-asyncio's default handler raises it into the Trio run instead,
+    which would take the whole hub down for a library's stray future."""
+    log.error(
+        "asyncio: %s", context.get("message", "unhandled error"), exc_info=context.get("exception")
+    )
+
+
 @asynccontextmanager
 async def open_asyncio_bridge() -> AsyncIterator[AsyncioBridge]:
     """Open the asyncio loop for the duration of the block."""
     try:
         async with trio_asyncio.open_loop() as loop:
+            loop.set_exception_handler(_log_unhandled)
             yield AsyncioBridge(loop)
     except BaseExceptionGroup as group:
         error = lone_error(group)

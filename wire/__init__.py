@@ -14,7 +14,11 @@ from typing import Literal
 import msgspec
 
 MAX_PAYLOAD_BYTES = 256 * 1024
-"""Largest MQTT payload either side accepts; anything bigger is dropped unread."""
+"""Largest payload of a frame's own messages (and of album and command messages); anything
+bigger is dropped unread."""
+MAX_SYNC_BYTES = 32 * 1024 * 1024
+"""Largest ``frames/<id>/sync`` a frame accepts: a sync lists every photo (about 250 bytes
+each), so a frame showing 100,000 photos still gets its sync."""
 
 HUB_AVAILABILITY = "hub/availability"
 ONLINE = "online"
@@ -266,6 +270,7 @@ __all__ = [
     "FRAME_LEAVES_OUT",
     "HUB_AVAILABILITY",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SYNC_BYTES",
     "OFFLINE",
     "ONLINE",
     "CommandArgs",

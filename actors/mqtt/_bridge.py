@@ -150,7 +150,7 @@ async def _client(
     host: str, port: int, username: str | None, password: str | None
 ) -> aiomqtt.Client:
     """The hub's client (made on the asyncio loop, which aiomqtt binds to)."""
-    return MqttClient(
+    client = MqttClient(
         host,
         port,
         username=username,
@@ -162,6 +162,8 @@ async def _client(
         max_queued_incoming_messages=10_000,
         timeout=10,
     )
+    client.pending_calls_threshold = 1_000  # batches of publishes in flight are the design
+    return client
 
 
 async def _publish(client: aiomqtt.Client, message: _Publish) -> None:
