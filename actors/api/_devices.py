@@ -111,22 +111,11 @@ async def pair_device(context: RequestContext, body: NewDevice) -> PairedDevice:
     )
 
 
-class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
-    """A frame: what the registry records and what its proxy knows (the twin)."""
+class DeviceView(Device, frozen=True, kw_only=True):
+    """A frame: what the registry records (``Device``) and what its proxy knows (the twin).
+    ``last_seen`` and ``firmware_version`` are the newer of the two."""
 
-    device_id: str
-    name: str
-    model: str
-    hw_version: str
-    width: int
-    height: int
-    orientation: Orientation
-    created_at: str
-    album_ids: list[str]
-    active: bool
     online: bool
-    last_seen: str | None
-    firmware_version: str | None
     current_file_id: str | None
     health_score: int
     in_sync: bool
@@ -162,20 +151,14 @@ async def _view(context: RequestContext, device: Device) -> DeviceView:
     except ActorNotFound:
         twin = _NO_TWIN  # paired a moment ago: its proxy is starting
     seen = [t for t in (device.last_seen, twin.last_seen) if t]
-    return DeviceView(
-        device_id=device.device_id,
-        name=device.name,
-        model=device.model,
-        hw_version=device.hw_version,
-        width=device.width,
-        height=device.height,
-        orientation=device.orientation,
-        created_at=device.created_at,
-        album_ids=device.album_ids,
-        active=device.active,
-        online=twin.online,
+    record = msgspec.structs.asdict(device)
+    record.update(
         last_seen=max(seen) if seen else None,
         firmware_version=twin.firmware_version or device.firmware_version,
+    )
+    return DeviceView(
+        **record,
+        online=twin.online,
         current_file_id=twin.current_file_id,
         health_score=twin.health_score,
         in_sync=twin.in_sync,

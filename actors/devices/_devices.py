@@ -492,15 +492,15 @@ class DeviceRegistry(Actor[DeviceMessage]):
                         )
                     )
             case UpdateCompleted(device_id=device_id, firmware_version=version):
-                self._change(tx, device_id, "firmware_version", version, firmware_version=version)
+                self._change(tx, device_id, firmware_version=version)
             case TelemetryDataReceived(device_id=device_id, last_sample_at=seen):
                 known = self._devices.get(device_id)
                 if known is not None and (known.last_seen or "") < seen:
-                    self._change(tx, device_id, "last_seen", seen, last_seen=seen, active=True)
+                    self._change(tx, device_id, last_seen=seen, active=True)
             case DeviceOnline(device_id=device_id):
-                self._change(tx, device_id, "active", 1, active=True)
+                self._change(tx, device_id, active=True)
             case DeviceOffline(device_id=device_id):
-                self._change(tx, device_id, "active", 0, active=False)
+                self._change(tx, device_id, active=False)
             case AlbumDeleted(album_id=album_id):
                 for device in list(self._devices.values()):
                     if album_id in device.album_ids:
@@ -512,23 +512,26 @@ class DeviceRegistry(Actor[DeviceMessage]):
             case _:
                 pass
 
-    def _change(
-        self, tx: Transaction, device_id: str, column: str, value: Any, **fields: Any
-    ) -> None:
+    def _change(self, tx: Transaction, device_id: str, **fields: Any) -> None:
+        """Set ``fields`` (named as their ``devices`` columns) of a known device; a new
+        firmware version is announced with ``device.updated``."""
         device = self._devices.get(device_id)
         if device is None:
             return
-        tx.execute(f"UPDATE devices SET {column} = ? WHERE device_id = ?", (value, device_id))
-        updated = msgspec.structs.replace(device, **fields)
-        if column == "firmware_version" and device.firmware_version != value:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        tx.execute(
+            f"UPDATE devices SET {assignments} WHERE device_id = ?", (*fields.values(), device_id)
+        )
+        version = fields.get("firmware_version")
+        if version is not None and version != device.firmware_version:
             tx.publish(
                 DeviceUpdated(
                     audit=Audit.system("devices"),
                     device_id=device_id,
-                    changes={"firmware_version": str(value)},
+                    changes={"firmware_version": version},
                 )
             )
-        self._devices[device_id] = updated
+        self._devices[device_id] = msgspec.structs.replace(device, **fields)
 
     def _mark_access_stale(self) -> None:
         self._access_stale = True
