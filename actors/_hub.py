@@ -32,7 +32,10 @@ from actors.mqtt import (
     MqttStats,
     find_mosquitto,
 )
+from actors.notifier import NotificationFeed, Notifier
+from actors.ota import OTA_PATH, OtaCampaigns, SigningKey, load_signing_key
 from actors.store import Store
+from actors.telemetry import TELEMETRY_PATH, TelemetryMonitor
 from actors.uploader import Uploader
 from config import Settings
 from supervision import (
@@ -53,8 +56,9 @@ DATABASE_NAME = "framehub.db"
 
 
 BLOBS_DIR = "blobs"
-"""Originals in ``blobs/originals``, versions in ``blobs/versions``: each has one owner, so a
-version that happens to equal an uploaded original is never deleted with that upload."""
+"""Originals in ``blobs/originals``, versions in ``blobs/versions``, firmware images in
+``blobs/firmware``: each has one owner, so a version that happens to equal an uploaded
+original is never deleted with that upload."""
 IMAGE_WORKERS = 2
 """Threads decoding and resizing images at once: Pillow releases the GIL, 2 cores here."""
 
@@ -65,6 +69,10 @@ def hub_tree(
     originals: BlobStore,
     versions: BlobStore,
     limiter: trio.CapacityLimiter,
+    *,
+    firmware: BlobStore,
+    signing_key: SigningKey,
+    notifications: NotificationFeed,
 ) -> ChildSpec[Any]:
     """The root of the hub: infra, domain, frames and edge subtrees (ARCHITECTURE.md).
 
@@ -116,7 +124,14 @@ def hub_tree(
         *broker,
         ChildSpec(
             "mqtt",
-            lambda: MqttBridge(settings.mqtt, journal, public_url, broker=broker_path),
+            lambda: MqttBridge(
+                settings.mqtt,
+                journal,
+                public_url,
+                broker=broker_path,
+                telemetry=TELEMETRY_PATH,
+                ota=OTA_PATH,
+            ),
             mailbox_capacity=capacity,
         ),
     ]
@@ -137,6 +152,21 @@ def hub_tree(
         ChildSpec(
             "devices",
             lambda: DeviceRegistry(store, journal, broker=broker_path),
+            mailbox_capacity=capacity,
+        ),
+        ChildSpec(
+            "ota",
+            lambda: OtaCampaigns(store, journal, firmware, signing_key, settings.ota, public_url),
+            mailbox_capacity=capacity,
+        ),
+        ChildSpec(
+            "telemetry",
+            lambda: TelemetryMonitor(store, journal, settings.telemetry),
+            mailbox_capacity=capacity,
+        ),
+        ChildSpec(
+            "notifier",
+            lambda: Notifier(store, journal, settings.notifier, notifications),
             mailbox_capacity=capacity,
         ),
     ]
@@ -229,7 +259,16 @@ async def serve(
             originals = BlobStore(data_dir / BLOBS_DIR / "originals")
             versions = BlobStore(data_dir / BLOBS_DIR / "versions")
             limiter = trio.CapacityLimiter(IMAGE_WORKERS)
-            tree = hub_tree(settings, journal, originals, versions, limiter)
+            tree = hub_tree(
+                settings,
+                journal,
+                originals,
+                versions,
+                limiter,
+                firmware=BlobStore(data_dir / BLOBS_DIR / "firmware"),
+                signing_key=load_signing_key(data_dir),
+                notifications=NotificationFeed(),
+            )
             async with open_system(
                 tree, bridge=bridge, ask_timeout=settings.runtime.ask_timeout_s
             ) as system:

@@ -10,8 +10,11 @@ from config._settings import (
     HttpSettings,
     JournalSettings,
     MqttSettings,
+    NotifierSettings,
+    OtaSettings,
     RuntimeSettings,
     Settings,
+    TelemetrySettings,
 )
 
 __all__ = [
@@ -20,8 +23,11 @@ __all__ = [
     "HttpSettings",
     "JournalSettings",
     "MqttSettings",
+    "NotifierSettings",
+    "OtaSettings",
     "RuntimeSettings",
     "Settings",
     "SettingsError",
+    "TelemetrySettings",
     "load_settings",
 ]

@@ -195,6 +195,55 @@ class FramesSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         _require_finite(self)
 
 
+class OtaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[ota]``: firmware images and update campaigns."""
+
+    max_firmware_bytes: PositiveInt = 256 * 1024 * 1024
+    progress_timeout_s: PositiveFloat = 600.0
+    auto_campaign: bool = False
+    auto_campaign_batch_size: PositiveInt = 10
+
+    def __post_init__(self) -> None:
+        _require_finite(self)
+
+
+class TelemetrySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[telemetry]``: frames' samples, their retention and alert evaluation."""
+
+    raw_retention_days: PositiveFloat = 7.0
+    aggregate_retention_days: PositiveFloat = 400.0
+    seen_interval_s: PositiveFloat = 60.0
+    flush_interval_s: PositiveFloat = 0.05
+
+    def __post_init__(self) -> None:
+        _require_finite(self)
+
+
+class NotifierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[notifier]``: notifications for people and the optional webhook."""
+
+    webhook_url: str = ""
+    webhook_timeout_s: PositiveFloat = 10.0
+    webhook_max_attempts: PositiveInt = 12
+    webhook_backoff_min_s: PositiveFloat = 1.0
+    webhook_backoff_max_s: PositiveFloat = 600.0
+    retention_days: PositiveFloat = 90.0
+
+    def __post_init__(self) -> None:
+        _require_finite(self)
+        if self.webhook_url:
+            parts = urlsplit(self.webhook_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    f"webhook_url: must be empty or an http(s):// URL, got {self.webhook_url!r}"
+                )
+        if self.webhook_backoff_min_s > self.webhook_backoff_max_s:
+            raise ValueError(
+                "webhook_backoff_min_s: must not exceed webhook_backoff_max_s "
+                f"({self.webhook_backoff_max_s!r}), got {self.webhook_backoff_min_s!r}"
+            )
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All of the hub's settings.
 
@@ -210,6 +259,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     runtime: RuntimeSettings = RuntimeSettings()
     journal: JournalSettings = JournalSettings()
     frames: FramesSettings = FramesSettings()
+    ota: OtaSettings = OtaSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    notifier: NotifierSettings = NotifierSettings()
 
     @property
     def data_path(self) -> Path:

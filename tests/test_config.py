@@ -487,6 +487,9 @@ def test_public_surface() -> None:
         "RuntimeSettings",
         "JournalSettings",
         "FramesSettings",
+        "OtaSettings",
+        "TelemetrySettings",
+        "NotifierSettings",
         "load_settings",
         "SettingsError",
     }
@@ -496,3 +499,10 @@ def test_public_surface() -> None:
 def test_the_clients_token_variable_is_not_a_setting() -> None:
     settings = load_settings(environ={"FRAMEHUB_TOKEN": "secret", "FRAMEHUB_HTTP__PORT": "9000"})
     assert settings.http.port == 9000
+
+
+def test_notifier_webhook_url_must_be_http() -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_URL: must be empty or an http"):
+        load_settings(environ={"FRAMEHUB_NOTIFIER__WEBHOOK_URL": "ftp://example.org/hook"})
+    settings = load_settings(environ={"FRAMEHUB_NOTIFIER__WEBHOOK_URL": "https://example.org/hook"})
+    assert settings.notifier.webhook_url == "https://example.org/hook"

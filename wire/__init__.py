@@ -144,7 +144,15 @@ class FrameSync(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CommandArgs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Arguments of a command; which ones apply depends on the command."""
+    """Arguments of a command; which ones apply depends on the command.
+
+    ``update_firmware``: ``url`` (absolute; download with the frame's token, ``Range``
+    resumes), ``sha256`` and ``size`` of the image, ``version`` to install, ``campaign_id``
+    and ``signature``. ``rollback_firmware``: ``version`` to go back to (the frame's previous
+    slot), ``campaign_id`` and ``signature``. The signature is the hub's Ed25519 signature
+    (base64) over ``signed_command_bytes``; a frame refuses a firmware command whose signature,
+    version or SHA-256 does not verify.
+    """
 
     file_id: str | None = None
     """``show``: the photo to show."""
@@ -154,6 +162,37 @@ class CommandArgs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     campaign_id: str | None = None
     signature: str | None = None
     size: int | None = None
+
+
+class SignedCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """What the hub signs for a firmware command: the command bound to one frame and one
+    command id, so a signed command cannot be replayed to another frame or re-sent as new."""
+
+    frame_id: str
+    command_id: str
+    command: str
+    url: str | None
+    sha256: str | None
+    size: int | None
+    version: str | None
+    campaign_id: str | None
+
+
+def signed_command_bytes(frame_id: str, command_id: str, command: str, args: CommandArgs) -> bytes:
+    """The exact bytes an Ed25519 signature of a firmware command covers (compact JSON of
+    ``SignedCommand``, fields in declaration order). ``args.signature`` is not part of it."""
+    return msgspec.json.encode(
+        SignedCommand(
+            frame_id=frame_id,
+            command_id=command_id,
+            command=command,
+            url=args.url,
+            sha256=args.sha256,
+            size=args.size,
+            version=args.version,
+            campaign_id=args.campaign_id,
+        )
+    )
 
 
 class FrameCommand(msgspec.Struct, frozen=True, kw_only=True):
@@ -220,7 +259,17 @@ OtaState = Literal["downloading", "downloaded", "installing", "completed", "fail
 
 
 class OtaProgress(msgspec.Struct, frozen=True, kw_only=True):
-    """``frames/<frame_id>/ota`` (QoS 1)."""
+    """``frames/<frame_id>/ota`` (QoS 1): how a firmware command is going.
+
+    ``update_firmware``: ``downloading`` (``progress`` 0..1) → ``downloaded`` (SHA-256 and
+    signature verified) → ``installing`` (written to the inactive slot; the frame restarts
+    into it and reports the new ``firmware_version`` in its heartbeat) → ``completed`` (the
+    health check passed and the slot is committed) or ``rolled_back`` (it failed; the frame is
+    back on its previous slot) or ``failed`` (refused or broken before the restart; ``error``
+    says why). ``rollback_firmware``: ``rolled_back`` once the frame runs its previous slot
+    again, ``failed`` if there is none. ``command_id``, ``campaign_id`` and ``version`` repeat
+    the command's; ``version`` is the firmware the command was about.
+    """
 
     frame_id: str
     state: OtaState
@@ -289,10 +338,12 @@ __all__ = [
     "PhotoAdded",
     "PhotoMetadata",
     "PhotoRemoved",
+    "SignedCommand",
     "SyncPhoto",
     "Telemetry",
     "album_topic",
     "frame_topic",
+    "signed_command_bytes",
     "split_album_topic",
     "split_frame_topic",
 ]

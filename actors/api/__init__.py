@@ -6,18 +6,33 @@ Each route only translates HTTP into a message for the actor that owns the data.
 from ._albums import ALBUM_ROUTES
 from ._devices import DEVICE_ROUTES, NewDevice, PairedDevice
 from ._metrics import METRICS_ROUTES
+from ._notifications import NOTIFICATIONS_ROUTES
+from ._ota import OTA_ROUTES
 from ._photos import PHOTO_ROUTES, UploadedFile
 from ._playlists import PLAYLIST_ROUTES
+from ._telemetry import TELEMETRY_ROUTES
 
-ROUTES = (*PHOTO_ROUTES, *ALBUM_ROUTES, *PLAYLIST_ROUTES, *DEVICE_ROUTES, *METRICS_ROUTES)
+ROUTES = (
+    *PHOTO_ROUTES,
+    *ALBUM_ROUTES,
+    *PLAYLIST_ROUTES,
+    *DEVICE_ROUTES,
+    *OTA_ROUTES,
+    *TELEMETRY_ROUTES,
+    *NOTIFICATIONS_ROUTES,
+    *METRICS_ROUTES,
+)
 
 __all__ = [
     "ALBUM_ROUTES",
     "DEVICE_ROUTES",
     "METRICS_ROUTES",
+    "NOTIFICATIONS_ROUTES",
+    "OTA_ROUTES",
     "PHOTO_ROUTES",
     "PLAYLIST_ROUTES",
     "ROUTES",
+    "TELEMETRY_ROUTES",
     "NewDevice",
     "PairedDevice",
     "UploadedFile",

@@ -40,6 +40,7 @@ from actors.events import (
     FirmwareUploaded,
     TelemetryDataReceived,
     UpdateCompleted,
+    UpdateRolledBack,
     new_id,
     utc_now,
 )
@@ -289,8 +290,8 @@ class DeviceRegistry(Actor[DeviceMessage]):
 
     Journal consumer ``devices`` (seed handlers) on ``firmware.uploaded`` (tell each compatible
     frame's record, by model and minimum hardware version, with ``device.updated`` saying
-    ``firmware_available``), ``update.completed`` (record the firmware version),
-    ``telemetry.data.received`` (``last_seen``; reactivate), ``device.online`` /
+    ``firmware_available``), ``update.completed`` and ``update.rolled_back`` (record the
+    firmware version), ``telemetry.data.received`` (``last_seen``; reactivate), ``device.online`` /
     ``device.offline`` (active or not) and ``album.deleted`` (drop it from every frame).
     ``broker`` is the managed broker's path, None with an external broker.
     """
@@ -337,6 +338,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
             [
                 "firmware.uploaded",
                 "update.completed",
+                "update.rolled_back",
                 "telemetry.data.received",
                 "device.online",
                 "device.offline",
@@ -491,7 +493,10 @@ class DeviceRegistry(Actor[DeviceMessage]):
                             changes={"firmware_available": firmware.version},
                         )
                     )
-            case UpdateCompleted(device_id=device_id, firmware_version=version):
+            case (
+                UpdateCompleted(device_id=device_id, firmware_version=version)
+                | UpdateRolledBack(device_id=device_id, firmware_version=version)
+            ):
                 self._change(tx, device_id, firmware_version=version)
             case TelemetryDataReceived(device_id=device_id, last_sample_at=seen):
                 known = self._devices.get(device_id)

@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+import wire
+
 
 def utc_now() -> str:
     """Now as an RFC 3339 UTC timestamp with milliseconds (``2026-11-21T23:00:00.000Z``)."""
@@ -215,7 +217,7 @@ class FrameCommandIssued(Event, frozen=True, kw_only=True, tag="frame.command_is
     frame_id: str
     command_id: str
     command: str
-    args: dict[str, str] = {}
+    args: wire.CommandArgs = wire.CommandArgs()
 
 
 class FrameCommandFinished(Event, frozen=True, kw_only=True, tag="frame.command_finished"):
@@ -238,24 +240,48 @@ class FirmwareUploaded(Event, frozen=True, kw_only=True, tag="firmware.uploaded"
     min_hw_version: str
     sha256: str
     size: int
+    notes: str = ""
 
 
 class CampaignCreated(Event, frozen=True, kw_only=True, tag="campaign.created"):
+    """``device_ids`` are the compatible targets in rollout order (batch by batch)."""
+
     campaign_id: str
     firmware_id: str
     device_ids: list[str]
+    name: str = ""
+    version: str = ""
 
 
 class CampaignStarted(Event, frozen=True, kw_only=True, tag="campaign.started"):
+    """Started, or ``resumed`` after a pause."""
+
     campaign_id: str
+    resumed: bool = False
 
 
 class CampaignPaused(Event, frozen=True, kw_only=True, tag="campaign.paused"):
+    """Paused by an operator, or ``automatic`` when a threshold was crossed (``reason``)."""
+
     campaign_id: str
     reason: str
+    automatic: bool = False
+
+
+class CampaignCompleted(Event, frozen=True, kw_only=True, tag="campaign.completed"):
+    """Every target reached a final state (or the campaign was cancelled and the last
+    update in flight ended): the counts of each outcome."""
+
+    campaign_id: str
+    completed: int
+    failed: int
+    cancelled: int
+    rolled_back: int = 0
 
 
 class UpdateCancelled(Event, frozen=True, kw_only=True, tag="update.cancelled"):
+    """A whole campaign (``device_id`` None) or one frame's update was cancelled."""
+
     campaign_id: str
     device_id: str | None = None
 
@@ -272,15 +298,30 @@ class UpdateCompleted(Event, frozen=True, kw_only=True, tag="update.completed"):
 
 
 class UpdateFailed(Event, frozen=True, kw_only=True, tag="update.failed"):
+    """An update failed: refused, broken, timed out, or ``rolled_back`` by the frame itself
+    after its health check failed (it then still runs ``firmware_version``)."""
+
     campaign_id: str
     device_id: str
     error: str
+    rolled_back: bool = False
+    firmware_version: str | None = None
+
+
+class UpdateRolledBack(Event, frozen=True, kw_only=True, tag="update.rolled_back"):
+    """A campaign's rollback brought the frame back to ``firmware_version``."""
+
+    campaign_id: str
+    device_id: str
+    firmware_version: str
 
 
 # -- telemetry -------------------------------------------------------------------------------
 
 
 class TelemetryDataReceived(Event, frozen=True, kw_only=True, tag="telemetry.data.received"):
+    """Coalesced: at most one per frame per configured interval; ``samples`` since the last."""
+
     device_id: str
     samples: int
     last_sample_at: str
@@ -290,6 +331,7 @@ class MetricDefined(Event, frozen=True, kw_only=True, tag="metric.defined"):
     name: str
     unit: str
     kind: str
+    retention_days: float | None = None
 
 
 class AlertRuleCreated(Event, frozen=True, kw_only=True, tag="alert.rule.created"):
@@ -300,6 +342,8 @@ class AlertRuleCreated(Event, frozen=True, kw_only=True, tag="alert.rule.created
     severity: str
     device_id: str | None = None
     model: str | None = None
+    for_seconds: float = 0.0
+    clear_threshold: float | None = None
 
 
 class AlertTriggered(Event, frozen=True, kw_only=True, tag="alert.triggered"):
@@ -311,11 +355,20 @@ class AlertTriggered(Event, frozen=True, kw_only=True, tag="alert.triggered"):
     severity: str
 
 
+class AlertAcknowledged(Event, frozen=True, kw_only=True, tag="alert.acknowledged"):
+    alert_id: str
+    rule_id: str
+    device_id: str
+
+
 class AlertResolved(Event, frozen=True, kw_only=True, tag="alert.resolved"):
+    """Resolved by a person (``note``) or ``automatic`` when the clear condition held."""
+
     alert_id: str
     rule_id: str
     device_id: str
     note: str = ""
+    automatic: bool = False
 
 
 AnyEvent = (
@@ -341,14 +394,17 @@ AnyEvent = (
     | CampaignCreated
     | CampaignStarted
     | CampaignPaused
+    | CampaignCompleted
     | UpdateCancelled
     | RollbackInitiated
     | UpdateCompleted
     | UpdateFailed
+    | UpdateRolledBack
     | TelemetryDataReceived
     | MetricDefined
     | AlertRuleCreated
     | AlertTriggered
+    | AlertAcknowledged
     | AlertResolved
 )
 

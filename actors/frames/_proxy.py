@@ -660,7 +660,7 @@ class FrameProxy(Actor[ProxyMessage]):
                     frame_id=self._frame_id,
                     command_id=view.command_id,
                     command=view.command,
-                    args=args,
+                    args=wire.CommandArgs(file_id=args.get("file_id")),
                 )
             )
         self._pending[view.command_id] = view

@@ -11,6 +11,7 @@ from ._bridge import (
     GetSync,
     MqttBridge,
     MqttStats,
+    TelemetryInbound,
 )
 from ._broker import (
     HUB_USERNAME,
@@ -56,6 +57,7 @@ __all__ = [
     "MqttClient",
     "MqttStats",
     "SetFrameAccess",
+    "TelemetryInbound",
     "acl_text",
     "find_mosquitto",
     "hash_password",

@@ -79,9 +79,19 @@ class GetSync(msgspec.Struct, frozen=True):
 
 
 class FrameInbound(msgspec.Struct, frozen=True):
-    """Told to a frame proxy: what its frame published (already decoded and checked)."""
+    """Told to a frame proxy (status, heartbeat, availability) or to the OTA actor (``ota``):
+    what a frame published, already decoded and checked against its topic."""
 
     payload: wire.FrameStatus | wire.Heartbeat | wire.Telemetry | wire.OtaProgress | Availability
+
+
+class TelemetryInbound(msgspec.Struct, frozen=True, kw_only=True):
+    """Told to the telemetry actor once per inbound batch: the frames' telemetry and
+    heartbeats (whose fields are samples too), checked against their topics, in arrival
+    order; ``received_at`` is the hub's Unix time when the batch arrived."""
+
+    items: list[wire.Telemetry | wire.Heartbeat]
+    received_at: float
 
 
 class Availability(msgspec.Struct, frozen=True):
@@ -102,7 +112,8 @@ class MqttStats(msgspec.Struct, frozen=True, kw_only=True):
     published: int
     dropped: dict[str, int]
     """Dropped inbound messages by reason: ``oversized``, ``malformed``, ``foreign_topic``,
-    ``unknown_frame``, ``wrong_frame``, ``proxy_busy``."""
+    ``unknown_frame``, ``wrong_frame``, ``proxy_busy``, ``no_receiver`` (no telemetry or OTA
+    actor to take it)."""
 
 
 class GetFrameEndpoint(msgspec.Struct, frozen=True):
@@ -177,7 +188,8 @@ class MqttBridge(Actor[BridgeMessage]):
     """``/infra/mqtt``: see the module's docstring.
 
     ``broker`` is the managed broker's path (its address and the hub's credentials are asked
-    of it); None connects to ``settings``' external URL.
+    of it); None connects to ``settings``' external URL. ``telemetry`` and ``ota`` are the
+    paths of the actors that take frames' telemetry (and heartbeats) and OTA progress.
     """
 
     def __init__(
@@ -187,8 +199,14 @@ class MqttBridge(Actor[BridgeMessage]):
         public_url: PublicUrl,
         *,
         broker: str | None = None,
+        telemetry: str | None = None,
+        ota: str | None = None,
     ) -> None:
         self._settings = settings
+        self._telemetry_path = telemetry
+        self._ota_path = ota
+        self._samples: list[wire.Telemetry | wire.Heartbeat] = []
+        self._ota_progress: list[wire.OtaProgress] = []
         self._journal = journal
         self._public_url = public_url
         self._broker = broker
@@ -323,6 +341,7 @@ class MqttBridge(Actor[BridgeMessage]):
                     async for batch in bridge.batches(client.messages, INBOUND_BATCH):
                         for message in batch:
                             self._route(message)
+                        await self._hand_over()
             except aiomqtt.MqttError as error:
                 reason = str(error) or type(error).__name__
             else:
@@ -366,10 +385,24 @@ class MqttBridge(Actor[BridgeMessage]):
         except (msgspec.DecodeError, ValueError):
             self._drop("malformed", topic)
             return
+        if leaf == "telemetry":
+            if self._telemetry_path is None:
+                self._drop("no_receiver", topic)
+            else:
+                self._samples.append(decoded)
+            return
+        if leaf == "ota":
+            if self._ota_path is None:
+                self._drop("no_receiver", topic)
+            else:
+                self._ota_progress.append(decoded)
+            return
         proxy = self._proxy(frame_id)
         if proxy is None:
             self._drop("unknown_frame", topic)
             return
+        if leaf == "heartbeat" and self._telemetry_path is not None:
+            self._samples.append(decoded)
         try:
             proxy.tell_nowait(FrameInbound(decoded))
         except MailboxFull:
@@ -378,6 +411,30 @@ class MqttBridge(Actor[BridgeMessage]):
         except ActorStopped:
             self._proxies.pop(frame_id, None)
             self._drop("unknown_frame", topic)
+            return
+        self._routed += 1
+
+    async def _hand_over(self) -> None:
+        """Give a batch's telemetry and OTA progress to their actors, waiting for mailbox
+        space (the broker's flow control then holds the frames back): none is dropped for
+        being too many."""
+        if self._samples:
+            samples, self._samples = self._samples, []
+            await self._tell(
+                self._telemetry_path, TelemetryInbound(items=samples, received_at=time.time())
+            )
+        if self._ota_progress:
+            progress, self._ota_progress = self._ota_progress, []
+            for item in progress:
+                await self._tell(self._ota_path, FrameInbound(item))
+
+    async def _tell(self, path: str | None, message: Any) -> None:
+        if path is None:
+            return
+        try:
+            await self.context.system.lookup(path).tell(message)
+        except (ActorNotFound, ActorStopped):
+            self._drop("no_receiver", path)
             return
         self._routed += 1
 
@@ -453,7 +510,7 @@ class MqttBridge(Actor[BridgeMessage]):
                 command = wire.FrameCommand(
                     command_id=event.command_id,
                     command=msgspec.convert(event.command, wire.CommandName),
-                    args=msgspec.convert(event.args, wire.CommandArgs),
+                    args=event.args,
                     timestamp=event.occurred_at,
                 )
                 self._queue(wire.frame_topic(event.frame_id, "command"), _encode(command), 2)

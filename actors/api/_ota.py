@@ -1,0 +1,7 @@
+"""ota routes (being built)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OTA_ROUTES: tuple[Any, ...] = ()
