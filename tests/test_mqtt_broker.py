@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from actors.mqtt import (
     InvalidFrameAccess,
     MosquittoBroker,
     SetFrameAccess,
+    find_mosquitto,
     hash_password,
 )
 from config import MqttSettings
@@ -262,3 +264,45 @@ async def test_missing_binary_stops_start_up_with_the_install_command(
     crashes = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
     assert crashes and "apt-get install mosquitto" in crashes[0]
     assert "/nonexistent/mosquitto" in crashes[0]
+
+
+async def test_a_broker_orphaned_by_a_killed_hub_is_replaced_and_keeps_its_messages(
+    tmp_path: Path,
+) -> None:
+    async with running_broker(tmp_path) as (system, address):
+        first = await broker_process(system)
+        async with hub(system, address) as central:
+            await central.publish("hub/availability", b"kept", qos=1, retain=True)
+    # What a hub killed with SIGKILL leaves behind: its broker still running in a session of
+    # its own, with the pid file in place. The tree stopped its broker cleanly above, so start
+    # a stand-in orphan on the same config and record it as the pid file would.
+    directory = tmp_path / "mosquitto"
+    orphan = await trio.lowlevel.open_process(
+        [find_mosquitto(MqttSettings()), "-c", str(directory / "mosquitto.conf")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        (directory / "mosquitto.pid").write_text(f"{orphan.pid}\n")
+        with trio.fail_after(WAIT_S):  # serving (its persisted messages loaded)
+            while True:
+                try:
+                    await (await trio.open_tcp_stream(address.host, address.port)).aclose()
+                    break
+                except OSError:
+                    await trio.sleep(0.02)  # a starting process offers nothing to wait on
+        assert first.pid != orphan.pid
+        async with running_broker(tmp_path) as (system, again):
+            assert orphan.poll() is not None  # stopped before the new broker started
+            replacement = await broker_process(system)
+            assert replacement.pid != orphan.pid and again.port == address.port
+            async with hub(system, again) as central:
+                await central.subscribe("hub/#")
+                await central.wait_for("hub/availability", b"kept")
+        assert not (directory / "mosquitto.pid").exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        await orphan.wait()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
+import math
 import os
 import pwd
 import re
@@ -327,6 +329,39 @@ async def _stop_process(process: trio.Process) -> None:
                 await process.wait()
 
 
+PID_FILE = "mosquitto.pid"
+"""The managed broker's pid, next to its config: a hub killed with SIGKILL leaves its broker
+running (it has a session of its own); the next start stops that orphan first."""
+
+
+def _orphan_pid(config: Path) -> int | None:
+    """The pid of a broker an earlier hub started on ``config`` and that still runs."""
+    try:
+        pid = int((config.parent / PID_FILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if str(config).encode() in cmdline else None
+
+
+async def _stop_orphan(config: Path) -> None:
+    """SIGTERM an orphaned broker of ``config`` (it saves its persistence file: the messages
+    it held for frames survive), SIGKILL it if it lingers, and wait until it is gone."""
+    pid = _orphan_pid(config)
+    if pid is None:
+        return
+    log.warning("stopping mosquitto (pid %d) left running by an earlier hub", pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = trio.current_time() + STOP_TIMEOUT_S
+    while _orphan_pid(config) == pid:
+        if trio.current_time() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = math.inf
+        await trio.sleep(0.02)  # not our child: there is nothing to wait on but /proc
+
+
 async def _accepts(host: str, port: int) -> bool:
     try:
         with trio.move_on_after(1.0):
@@ -352,6 +387,7 @@ async def run_broker(
     raises ``BrokerUnavailable`` (with mosquitto's own reason) if it exits or does not
     listen within ``START_TIMEOUT_S``, ``BrokerDied`` if it exits later.
     """
+    await _stop_orphan(config)
     process = await trio.lowlevel.open_process(
         [binary, "-c", str(config)],
         start_new_session=True,  # a terminal's Ctrl-C is the hub's to handle, not the broker's
@@ -362,6 +398,8 @@ async def run_broker(
     assert process.stderr is not None
     output = _BrokerOutput()
     failure: BaseException | None = None
+    pid_file = config.parent / PID_FILE
+    _write_private(pid_file, f"{process.pid}\n")
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(output.pump, process.stderr)
@@ -393,6 +431,7 @@ async def run_broker(
             nursery.cancel_scope.cancel()
     finally:
         await _stop_process(process)
+        pid_file.unlink(missing_ok=True)
     assert failure is not None
     raise failure
 
