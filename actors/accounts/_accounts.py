@@ -124,7 +124,23 @@ class RevokeTokens(msgspec.Struct, frozen=True, kw_only=True):
     principal_id: str
 
 
-AccountsMessage = CreateUser | Authenticate | IssueFrameToken | RevokeTokens
+class ListUsers(msgspec.Struct, frozen=True, kw_only=True):
+    """Every user, oldest first (only the admins with ``admins_only``); answers
+    ``list[UserSummary]``. Read from the table, so users made by ``run.py users add`` while
+    the hub runs are included."""
+
+    admins_only: bool = False
+
+
+class UserSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A user without secrets: who to tell about something."""
+
+    user_id: str
+    name: str
+    admin: bool
+
+
+AccountsMessage = CreateUser | Authenticate | IssueFrameToken | RevokeTokens | ListUsers
 
 
 # -- what the actor and the command line share -------------------------------------------------
@@ -230,6 +246,8 @@ class Accounts(Actor[AccountsMessage]):
                 return await self._issue_frame_token(frame_id, name)
             case RevokeTokens(kind=kind, principal_id=principal_id):
                 return await self._revoke(kind, principal_id)
+            case ListUsers(admins_only=admins_only):
+                return await self._users(admins_only)
 
     async def _authenticate(self, token: str) -> Principal:
         if not _TOKEN_SHAPE.match(token):
@@ -244,6 +262,14 @@ class Accounts(Actor[AccountsMessage]):
             principal = _principal(row)
             self._principals[digest] = principal
         return principal
+
+    async def _users(self, admins_only: bool) -> list[UserSummary]:
+        rows = await self._store.fetch_all(
+            "SELECT user_id, name, admin FROM users WHERE (? = 0 OR admin = 1) "
+            "ORDER BY created_at, user_id",
+            (int(admins_only),),
+        )
+        return [UserSummary(user_id=row[0], name=row[1], admin=bool(row[2])) for row in rows]
 
     async def _issue_frame_token(self, frame_id: str, name: str) -> str:
         if not frame_id:

@@ -1,7 +1,87 @@
-"""notifications routes (being built)."""
+"""Notification routes (any signed-in user, only their own): list newest first, optionally
+only the unread ones; mark one or all read."""
 
 from __future__ import annotations
 
-from typing import Any
+import msgspec
 
-NOTIFICATIONS_ROUTES: tuple[Any, ...] = ()
+from actors.http import Page, PageQuery, RequestContext, api_route
+from actors.notifier import (
+    NOTIFIER_PATH,
+    ListNotifications,
+    MarkAllNotificationsRead,
+    MarkNotificationRead,
+    Notification,
+    NotificationPage,
+)
+
+
+class NotificationQuery(PageQuery, frozen=True, kw_only=True):
+    """``?unread=true`` keeps only the notifications not yet read."""
+
+    unread: bool = False
+
+
+class ReadAll(msgspec.Struct, frozen=True, kw_only=True):
+    """How many notifications were marked read."""
+
+    count: int
+
+
+async def list_notifications(context: RequestContext, _: None) -> Page[Notification]:
+    query = context.query(NotificationQuery)
+    reply: NotificationPage = await context.ask(
+        NOTIFIER_PATH,
+        ListNotifications(
+            user_id=context.user_id,
+            unread_only=query.unread,
+            limit=query.limit,
+            cursor=query.cursor,
+        ),
+    )
+    return Page(items=reply.items, next_cursor=reply.next_cursor)
+
+
+async def read_notification(context: RequestContext, _: None) -> Notification:
+    notification: Notification = await context.ask(
+        NOTIFIER_PATH,
+        MarkNotificationRead(
+            user_id=context.user_id, notification_id=context.path_params["notification_id"]
+        ),
+    )
+    return notification
+
+
+async def read_all_notifications(context: RequestContext, _: None) -> ReadAll:
+    count: int = await context.ask(NOTIFIER_PATH, MarkAllNotificationsRead(user_id=context.user_id))
+    return ReadAll(count=count)
+
+
+NOTIFICATIONS_ROUTES = (
+    api_route(
+        "GET",
+        "/api/v1/notifications",
+        list_notifications,
+        query=NotificationQuery,
+        response=Page[Notification],
+        tags=("notifications",),
+        summary="the caller's notifications, newest first (?unread=true: unread only)",
+    ),
+    api_route(
+        "POST",
+        "/api/v1/notifications/read-all",
+        read_all_notifications,
+        response=ReadAll,
+        tags=("notifications",),
+        summary="mark every unread notification of the caller read; answers how many",
+    ),
+    api_route(
+        "POST",
+        "/api/v1/notifications/{notification_id}/read",
+        read_notification,
+        response=Notification,
+        errors=(404,),
+        tags=("notifications",),
+        summary="mark one of the caller's notifications read",
+    ),
+)

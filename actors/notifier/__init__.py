@@ -1,5 +1,41 @@
-"""Notifications (seed notification_client): ``/domain/notifier``."""
+"""Notifications (seed notification_client): ``/domain/notifier``.
 
-from ._notifier import NOTIFIER_PATH, NotificationFeed, Notifier
+``Notifier`` turns campaign, update and alert events into notifications for the admin users,
+stored per user and read over HTTP, shown live through the ``NotificationFeed`` (the console
+subscribes to it), and POSTed to an optional webhook with retries and an idempotency key.
+"""
 
-__all__ = ["NOTIFIER_PATH", "NotificationFeed", "Notifier"]
+from ._feed import NotificationFeed
+from ._messages import (
+    GetNotifierStats,
+    ListNotifications,
+    MarkAllNotificationsRead,
+    MarkNotificationRead,
+    Notification,
+    NotificationPage,
+    NotifierStats,
+    Pruned,
+    PruneNotifications,
+    Severity,
+    WebhookNotification,
+)
+from ._notifier import NOTIFIED_EVENTS, NOTIFIER_MIGRATIONS, NOTIFIER_PATH, Notifier
+
+__all__ = [
+    "NOTIFIED_EVENTS",
+    "NOTIFIER_MIGRATIONS",
+    "NOTIFIER_PATH",
+    "GetNotifierStats",
+    "ListNotifications",
+    "MarkAllNotificationsRead",
+    "MarkNotificationRead",
+    "Notification",
+    "NotificationFeed",
+    "NotificationPage",
+    "Notifier",
+    "NotifierStats",
+    "PruneNotifications",
+    "Pruned",
+    "Severity",
+    "WebhookNotification",
+]
