@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import trio
 
 from config import Settings, SettingsError, load_settings
 from supervision import SystemFailure
 
-BENCHMARKS = ("actors", "e2e", "fleet", "images", "journal")
+if TYPE_CHECKING:
+    from frame_device import OtaFault
+
+BENCHMARKS = ("actors", "e2e", "fleet", "images", "journal", "telemetry", "ota")
 
 
 def _settings() -> Settings:
@@ -239,6 +243,9 @@ def cmd_frame(args: argparse.Namespace) -> int:
         heartbeat_s=args.heartbeat,
         render=args.render,
         ignore_commands=args.ignore_commands,
+        public_key=args.public_key,
+        health_check_s=args.health_check_s,
+        ota_faults=tuple(args.ota_fault),
     )
     return run_frame(config, events=args.events)
 
@@ -255,6 +262,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not token:
         print("framehub: give --token (an admin's) or set FRAMEHUB_TOKEN", file=sys.stderr)
         return 2
+    faults: dict[int, tuple[OtaFault, ...]] = {}
+    for index, fault in args.ota_fault:
+        faults[index] = (*faults.get(index, ()), fault)
     config = SimulatorConfig(
         frames=args.frames,
         token=token,
@@ -268,12 +278,39 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         heartbeat_s=args.heartbeat,
         render=args.render,
         ignore_commands=args.ignore_commands,
+        health_check_s=args.health_check_s,
+        ota_faults=faults,
+        ota_faults_all=tuple(args.ota_fault_all),
     )
     try:
         return run_simulator(config, events=args.events)
     except PairingFailed as error:
         print(f"framehub: pairing failed: {error}", file=sys.stderr)
         return 1
+
+
+def _ota_fault(text: str) -> OtaFault:
+    """``KIND[:TIMES]`` (argparse type)."""
+    from frame_device import OtaFault
+
+    try:
+        return OtaFault.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _indexed_ota_fault(text: str) -> tuple[int, OtaFault]:
+    """``INDEX:KIND[:TIMES]`` (argparse type): a fault of the simulator's INDEX-th frame."""
+    index, _, fault = text.partition(":")
+    if not index.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected INDEX:KIND[:TIMES]")
+    return int(index), _ota_fault(fault)
+
+
+_OTA_FAULT_HELP = (
+    "corrupt_download, failed_install, crash_after_boot or never_answers; "
+    "TIMES: how many update attempts it spoils (default: all); repeatable"
+)
 
 
 def _frame_options(command: argparse.ArgumentParser) -> None:
@@ -284,6 +321,12 @@ def _frame_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--heartbeat", type=float, default=30.0, help="seconds until a sync")
     command.add_argument("--no-render", dest="render", action="store_false", help="no PNG")
     command.add_argument("--ignore-commands", action="store_true", help="never answer commands")
+    command.add_argument(
+        "--health-check-s",
+        type=float,
+        default=30.0,
+        help="seconds a new firmware must run healthily before it is committed",
+    )
     command.add_argument("--events", action="store_true", help="print JSON event lines")
     command.add_argument("--log-level", default="WARNING", help="stderr logging level")
 
@@ -330,6 +373,17 @@ def parser() -> argparse.ArgumentParser:
     frame.add_argument("--mqtt-port", type=int, default=1884)
     frame.add_argument("--client-id", help="default: frame-<device id>")
     frame.add_argument("--data-dir", help="default: frame-data/<device id>")
+    frame.add_argument(
+        "--public-key", default="", help="the hub's signing key (base64), from the pairing"
+    )
+    frame.add_argument(
+        "--ota-fault",
+        type=_ota_fault,
+        action="append",
+        default=[],
+        metavar="KIND[:TIMES]",
+        help=f"spoil firmware updates: {_OTA_FAULT_HELP}",
+    )
     _frame_options(frame)
     frame.set_defaults(handler=cmd_frame)
     simulate = commands.add_parser("simulate", help="run N virtual frames against a hub")
@@ -339,6 +393,22 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--model", default="sim-frame")
     simulate.add_argument("--hw-version", default="1.0")
     simulate.add_argument("--orientation", choices=("landscape", "portrait"), default="landscape")
+    simulate.add_argument(
+        "--ota-fault",
+        type=_indexed_ota_fault,
+        action="append",
+        default=[],
+        metavar="INDEX:KIND[:TIMES]",
+        help=f"spoil the updates of frame INDEX (0-based, pairing order): {_OTA_FAULT_HELP}",
+    )
+    simulate.add_argument(
+        "--ota-fault-all",
+        type=_ota_fault,
+        action="append",
+        default=[],
+        metavar="KIND[:TIMES]",
+        help=f"spoil the updates of every frame: {_OTA_FAULT_HELP}",
+    )
     _frame_options(simulate)
     simulate.set_defaults(handler=cmd_simulate)
     bench = commands.add_parser("bench", help="run a benchmark and print figures and ratios")

@@ -6,9 +6,11 @@ Read it as a firmware author would: ``Frame`` is the power switch (boot, reboot,
 * connection: stay connected to the broker, route every message to its lane;
 * sync: apply the hub's syncs (download, prune, report) and retry missing downloads;
 * albums: live ``photo_added`` / ``photo_removed`` of the albums the frame shows;
-* commands: the hub's commands, each answered once by a status with its ``command_id``;
+* commands: the hub's commands, each answered once by a status with its ``command_id``
+  (firmware commands are answered on ``frames/<id>/ota`` instead, see ``_ota``);
 * rotation: put the next photo up when the schedule says so, dark in quiet hours;
-* heartbeat: heartbeats and telemetry.
+* heartbeat: heartbeats and telemetry;
+* ota: firmware updates, and the health check of a firmware booted on trial.
 
 Lanes share the state of the boot; they change it only between awaits (one event loop), and
 everything that must survive a reboot is saved to ``state.json`` right after it changes.
@@ -23,7 +25,6 @@ import random
 import shutil
 import socket
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,8 @@ import wire
 
 from ._cache import PhotoCache, sha256_of, write_atomically
 from ._display import Renderer
+from ._firmware import FIRMWARE_COMMANDS, FIRMWARE_DIR, Firmware, record_crash
+from ._ota import Updater
 from ._schedule import Clock, LocalClock, Schedule, ScreenOff
 from ._state import (
     EventSink,
@@ -47,6 +50,7 @@ from ._state import (
     Photo,
     encode_state,
     load_state,
+    utc_timestamp,
 )
 
 log = logging.getLogger("frame_device")
@@ -86,10 +90,6 @@ class DownloadFailed(Exception):
     """A photo could not be fetched, was too big, or did not hash to what the hub said."""
 
 
-def utc_timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Frame:
     """A photo frame on the wall, until cancelled.
 
@@ -125,13 +125,17 @@ class Frame:
                 http = await stack.enter_async_context(httpx.AsyncClient(timeout=HTTP_TIMEOUT_S))
             while True:
                 self.stats.boots += 1
+                boot = _Boot(self, http)
                 try:
-                    await _Boot(self, http).run()
+                    await boot.run()
                     pause = REBOOT_PAUSE_S
-                except Exception:
+                except Exception as error:
                     self.stats.crashes += 1
                     log.exception("frame %s crashed; rebooting", self.config.device_id)
-                    pause = CRASH_PAUSE_S
+                    # A crash of a firmware on trial ends its trial: the bootloader goes
+                    # back to the previous firmware at once.
+                    trial_over = await boot.crashed(f"{type(error).__name__}: {error}")
+                    pause = REBOOT_PAUSE_S if trial_over else CRASH_PAUSE_S
                 await asyncio.sleep(pause)
 
     def emit(
@@ -141,6 +145,10 @@ class Frame:
         file_id: str | None = None,
         command_id: str | None = None,
         sync_version: int | None = None,
+        state: str | None = None,
+        version: str | None = None,
+        progress: float | None = None,
+        error: str | None = None,
     ) -> None:
         if self._on_event is not None:
             self._on_event(
@@ -151,6 +159,10 @@ class Frame:
                     file_id=file_id,
                     command_id=command_id,
                     sync_version=sync_version,
+                    state=state,
+                    version=version,
+                    progress=progress,
+                    error=error,
                 )
             )
 
@@ -246,11 +258,23 @@ class _Boot:
         self.power_off = asyncio.Event()
         self.album_updates: asyncio.Queue[AlbumUpdate] = asyncio.Queue()
         self.commands: asyncio.Queue[wire.FrameCommand] = asyncio.Queue()
+        self.ota: Updater | None = None
+        self.firmware_version = frame.config.firmware_version
+        self.heartbeat_sent = asyncio.Event()
+        """A heartbeat of this boot reached the broker (for the health check)."""
+        self.screen_updated = asyncio.Event()
+        """The screen was drawn (or went dark) in this boot (for the health check)."""
 
     async def run(self) -> None:
-        """Show what the disk holds before going online (the hub or broker may be down),
-        then run the lanes until a reboot is asked for."""
+        """Boot the active firmware slot, show what the disk holds before going online (the
+        hub or broker may be down), then run the lanes until a reboot is asked for."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        firmware = await asyncio.to_thread(
+            Firmware.open, self.config.data_dir / FIRMWARE_DIR, self.config.firmware_version
+        )
+        self.ota = ota = Updater(self, firmware)
+        await ota.boot()
+        self.firmware_version = ota.running_version
         await self.cache.load()
         self.state = await asyncio.to_thread(load_state, self.config.data_dir / STATE_FILE)
         if self.state.sync is not None:
@@ -265,6 +289,7 @@ class _Boot:
             asyncio.create_task(self._command_lane(), name=f"{self.id} commands"),
             asyncio.create_task(self._rotation_lane(), name=f"{self.id} rotation"),
             asyncio.create_task(self._heartbeat_lane(), name=f"{self.id} heartbeat"),
+            asyncio.create_task(ota.lane(), name=f"{self.id} ota"),
         ]
         power_off = asyncio.create_task(self.power_off.wait())
         try:
@@ -274,6 +299,17 @@ class _Boot:
                 raise RuntimeError(f"{lane.get_name()} ended")
         finally:
             await _stop_all([power_off, *lanes])
+
+    async def crashed(self, error: str) -> bool:
+        """This boot crashed with ``error``; True if that ended a firmware trial."""
+        try:
+            if self.ota is not None:
+                return await self.ota.crashed(error)
+            directory = self.config.data_dir / FIRMWARE_DIR
+            return await asyncio.to_thread(record_crash, directory, error)
+        except OSError as failure:  # the bootloader counts the trial boots instead
+            log.error("frame %s cannot record its crash: %s", self.id, failure)
+            return False
 
     # -- connection ----------------------------------------------------------------------
 
@@ -331,6 +367,8 @@ class _Boot:
         if restarted is not None:
             self.state.restart_command_id = None
             await self._report("command_done", command_id=restarted)
+        if self.ota is not None:
+            await self.ota.flush()
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         """A frame switched off properly says so itself (its will is only for power cuts)."""
@@ -398,6 +436,30 @@ class _Boot:
             log.info("frame %s could not publish on %s: %s", self.id, topic, error)
             return False
         return True
+
+    async def publish_ota(self, progress: wire.OtaProgress) -> bool:
+        return await self._publish(self._topic("ota"), _encode(progress), qos=1)
+
+    async def restart(self) -> None:
+        await self._reboot()
+
+    def emit_ota(
+        self,
+        state: str,
+        *,
+        command_id: str | None,
+        version: str | None,
+        progress: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.frame.emit(
+            "ota",
+            command_id=command_id,
+            state=state,
+            version=version,
+            progress=progress,
+            error=error,
+        )
 
     async def _reboot(self) -> None:
         """Power-cut and boot again: the connection drops without a goodbye, then
@@ -656,7 +718,10 @@ class _Boot:
             command = await self.commands.get()
             command_id = command.command_id
             answer = self.state.answer_to(command_id)
-            if answer is not None:
+            if command.command in FIRMWARE_COMMANDS:
+                assert self.ota is not None
+                await self.ota.receive(command)
+            elif answer is not None:
                 await self._send_status(answer)
             elif command_id in self.running_commands or command_id == self.state.restart_command_id:
                 log.info("frame %s: command %s is already running", self.id, command_id)
@@ -683,10 +748,6 @@ class _Boot:
                 self.state.restart_command_id = command_id
                 await self._save()
                 await self._reboot()
-            case "update_firmware" | "rollback_firmware":
-                await self._report(
-                    "error", command_id=command_id, error=f"{command.command} is not supported yet"
-                )
 
     async def _show_on_request(self, file_id: str | None, command_id: str) -> None:
         """Show a photo of the playlist, or any photo the hub will make for this frame."""
@@ -757,6 +818,7 @@ class _Boot:
             else:
                 self.schedule.shown(file_id)
                 self.requested_sha = None
+            self.screen_updated.set()
             self.schedule_changed.set()
             self.state.current_file_id = file_id
             if command_id is None:  # an answer to a command is saved with the answer
@@ -832,7 +894,7 @@ class _Boot:
         free_bytes = shutil.disk_usage(self.config.data_dir).free
         beat = wire.Heartbeat(
             frame_id=self.id,
-            firmware_version=self.config.firmware_version,
+            firmware_version=self.firmware_version,
             uptime_s=round(time.monotonic() - self.started, 3),
             free_bytes=free_bytes,
             timestamp=utc_timestamp(),
@@ -843,6 +905,7 @@ class _Boot:
         )
         if not await self._publish(self._topic("heartbeat"), _encode(beat), qos=0, retain=True):
             return
+        self.heartbeat_sent.set()
         self.heartbeats += 1
         if self.heartbeats % max(1, self.config.telemetry_every) == 0:
             metrics = self.sensors.read(screen_on=self.schedule.screen_on)

@@ -3,14 +3,16 @@
 Each simulated frame is a full ``Frame`` with its own MQTT connection and data directory;
 they share one HTTP client and one ``Renderer``, so a photo that fifty frames show is
 encoded once. Pairings are kept in ``<data_dir>/frames.json``: a restarted simulator brings
-back the same frames (and their caches) instead of pairing new ones.
+back the same frames (and their caches, firmware slots and fault counters) instead of
+pairing new ones. A frame's index is its place in that file (pairing order), which is how
+OTA fault switches pick frames.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +24,7 @@ import wire
 from ._cache import write_atomically
 from ._display import Renderer
 from ._frame import HTTP_TIMEOUT_S, Frame
-from ._state import DEFAULT_HUB_URL, EventSink, FrameConfig
+from ._state import DEFAULT_HUB_URL, EventSink, FrameConfig, OtaFault
 
 log = logging.getLogger("frame_device")
 
@@ -53,6 +55,11 @@ class SimulatorConfig:
     heartbeat_s: float = 30.0
     render: bool = True
     ignore_commands: bool = False
+    health_check_s: float = 30.0
+    ota_faults: dict[int, tuple[OtaFault, ...]] = field(default_factory=dict)
+    """OTA fault switches of single frames, by index (0-based, pairing order)."""
+    ota_faults_all: tuple[OtaFault, ...] = ()
+    """OTA fault switches of every frame."""
 
 
 class Simulator:
@@ -70,8 +77,13 @@ class Simulator:
             pairings = await self.pairings(http)
             renderer = Renderer()
             self.frames = [
-                Frame(self._frame_config(p), http=http, renderer=renderer, on_event=self._on_event)
-                for p in pairings
+                Frame(
+                    self._frame_config(index, pairing),
+                    http=http,
+                    renderer=renderer,
+                    on_event=self._on_event,
+                )
+                for index, pairing in enumerate(pairings)
             ]
             log.info("simulating %d frames against %s", len(self.frames), self.config.hub_url)
             async with asyncio.TaskGroup() as tasks:
@@ -117,7 +129,7 @@ class Simulator:
         except msgspec.DecodeError as error:
             raise PairingFailed(f"{url} answered an unusable pairing: {error}") from error
 
-    def _frame_config(self, pairing: wire.Pairing) -> FrameConfig:
+    def _frame_config(self, index: int, pairing: wire.Pairing) -> FrameConfig:
         return FrameConfig(
             device_id=pairing.device_id,
             token=pairing.token,
@@ -133,4 +145,7 @@ class Simulator:
             heartbeat_s=self.config.heartbeat_s,
             render=self.config.render,
             ignore_commands=self.config.ignore_commands,
+            public_key=pairing.public_key,
+            health_check_s=self.config.health_check_s,
+            ota_faults=self.config.ota_faults_all + self.config.ota_faults.get(index, ()),
         )

@@ -2,7 +2,8 @@
 
 ``FrameConfig`` is how it was set up (pairing and panel); ``FrameState`` is what it has
 learnt since (the last sync, live album changes, the photo on screen, commands it answered),
-saved to ``state.json`` after every change so a reboot continues where it stopped.
+saved to ``state.json`` after every change so a reboot continues where it stopped. The
+firmware's own state (slots, boot state, OTA answers) lives apart, in ``firmware/``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 import msgspec
 
@@ -21,6 +24,45 @@ log = logging.getLogger("frame_device")
 DEFAULT_HUB_URL = "http://127.0.0.1:8080"
 DEFAULT_MQTT_PORT = 1884
 REMEMBERED_ANSWERS = 100
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+OtaFaultKind = Literal["corrupt_download", "failed_install", "crash_after_boot", "never_answers"]
+OTA_FAULT_KINDS: tuple[OtaFaultKind, ...] = get_args(OtaFaultKind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OtaFault:
+    """A simulator switch that spoils firmware updates on purpose.
+
+    ``corrupt_download``: the downloaded bytes are damaged (the SHA-256 check fails);
+    ``failed_install``: writing the inactive slot fails; ``crash_after_boot``: the new
+    firmware crashes after its first boot (the health check fails, the frame rolls back);
+    ``never_answers``: firmware commands are received and ignored, nothing is published.
+    ``times`` is how many update attempts it spoils (None: all); the count is kept on the
+    frame's disk, so it holds across restarts.
+    """
+
+    kind: OtaFaultKind
+    times: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> OtaFault:
+        """``KIND`` or ``KIND:TIMES``; ValueError for anything else."""
+        kind, _, times = text.partition(":")
+        for known in OTA_FAULT_KINDS:
+            if kind == known:
+                break
+        else:
+            raise ValueError(f"unknown OTA fault {kind!r} (one of {', '.join(OTA_FAULT_KINDS)})")
+        if not times:
+            return cls(kind=known)
+        if not times.isdigit() or int(times) < 1:
+            raise ValueError(f"OTA fault {text!r}: TIMES must be a positive number")
+        return cls(kind=known, times=int(times))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +91,13 @@ class FrameConfig:
     """Write ``display.png``; off, the frame does everything else (large simulations)."""
     ignore_commands: bool = False
     """Fault switch: receive commands and never answer them."""
+    public_key: str = ""
+    """The hub's Ed25519 public key (base64 of the raw 32 bytes) from the pairing; firmware
+    commands must be signed with it. Empty: every firmware command is refused."""
+    health_check_s: float = 30.0
+    """How long a newly installed firmware must run healthily before it is committed."""
+    ota_faults: tuple[OtaFault, ...] = ()
+    """Fault switches for firmware updates (simulations and tests)."""
 
     @property
     def client_id(self) -> str:
@@ -58,7 +107,14 @@ class FrameConfig:
 class FrameEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One observable outcome, for tests and benchmarks to wait on (``--events`` prints
     them as JSON lines). ``event`` is ``connected``, ``synced``, ``displayed``,
-    ``screen_off``, ``command`` (a command done without another status) or ``error``."""
+    ``screen_off``, ``command`` (a command done without another status), ``error`` or
+    ``ota``.
+
+    An ``ota`` event is a firmware transition: ``state`` is what the frame published on
+    ``frames/<id>/ota`` (``downloading`` with ``progress``, ``downloaded``, ``installing``,
+    ``completed``, ``failed``, ``rolled_back``; again when a redelivered command gets its
+    final answer once more) or ``health_check``, when a frame has booted a new firmware on
+    trial; ``version`` is the firmware the command is about, ``error`` why it failed."""
 
     t: float
     frame_id: str
@@ -66,6 +122,10 @@ class FrameEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     file_id: str | None = None
     command_id: str | None = None
     sync_version: int | None = None
+    state: str | None = None
+    version: str | None = None
+    progress: float | None = None
+    error: str | None = None
 
 
 EventSink = Callable[[FrameEvent], None]

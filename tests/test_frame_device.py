@@ -300,18 +300,20 @@ def test_next_show_and_sync_commands_are_answered_with_their_command_id(
     frame.wait_event("sync answered", event="synced", command_id="c-sync", sync_version=1)
 
     hub.send(commands, command("c-ota", "update_firmware"), qos=2)
-    frame.wait_event("OTA refused for now", event="error", command_id="c-ota")
+    frame.wait_event("unsigned OTA refused", event="ota", state="failed", command_id="c-ota")
 
     for command_id, status in [
         ("c-next", "displayed"),
         ("c-show", "displayed"),
         ("c-missing", "error"),
         ("c-sync", "synced"),
-        ("c-ota", "error"),
     ]:
         hub.wait_status(device_id, f"{command_id} on MQTT", command_id=command_id, status=status)
-    refusal = hub.wait_status(device_id, "OTA refusal", command_id="c-ota")
-    assert refusal.error is not None and "not supported yet" in refusal.error
+    ota_topic = topic(device_id, "ota")
+    refusal = hub.wait_for(lambda m: m.topic == ota_topic, "the OTA refusal on frames/<id>/ota")
+    answer = msgspec.json.decode(refusal.payload, type=wire.OtaProgress)
+    assert (answer.command_id, answer.state) == ("c-ota", "failed")
+    assert answer.error is not None and "missing signature" in answer.error
 
 
 def test_redelivered_command_is_answered_again_but_not_executed_twice(

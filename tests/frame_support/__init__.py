@@ -1,6 +1,7 @@
 """Real things a frame talks to, for frame_device tests: a Mosquitto broker, a small HTTP
-server that serves photos (and pairs frames), a paho client publishing as the hub would, and
-the frame program as a subprocess whose JSON event lines tests wait on.
+server that serves photos and firmware images (and pairs frames), a paho client publishing
+as the hub would, the hub's signing key for firmware commands, and the frame program as a
+subprocess whose JSON event lines tests wait on.
 
 Everything here is synchronous (threads and queues): the frame is a separate process, so the
 tests need no event loop of their own.
@@ -8,6 +9,7 @@ tests need no event loop of their own.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -27,6 +29,8 @@ from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
@@ -55,21 +59,28 @@ def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (240, 180)) -> byt
 
 
 class Broker:
-    """A Mosquitto on a loopback port: anonymous, no persistence. ``start`` returns once
-    mosquitto says it is running (it prints that after opening its listener)."""
+    """A Mosquitto on a loopback port: anonymous, no persistence unless ``persistent`` (then
+    sessions and queued messages survive a stop and start, as on a real broker). ``start``
+    returns once mosquitto says it is running (it prints that after opening its listener)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
+        self.persistent = persistent
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "mosquitto.conf"
+        persistence = "persistence false\n"
+        if self.persistent:
+            persistence = f"persistence true\npersistence_location {self.directory}/\n"
+            if os.geteuid() == 0:  # else mosquitto becomes "mosquitto", who cannot save here
+                persistence += "user root\n"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            f"{persistence}"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         )
@@ -104,17 +115,47 @@ class Broker:
         self.process = None
 
 
+@dataclass(frozen=True)
+class FirmwareRequest:
+    """One firmware download as the server saw it: the ``Range`` asked for, the status
+    answered, the bytes of the body sent."""
+
+    firmware_id: str
+    range: str | None
+    status: int
+    sent: int
+
+
 @dataclass
 class PhotoServer:
     """The hub's HTTP side as far as a frame sees it: frame-sized downloads behind the
-    frame's token (ETag ``"<sha256>"``), and pairing behind an admin token."""
+    frame's token (ETag ``"<sha256>"``), firmware images behind it too (``Range``: 206 with
+    the rest), and pairing behind an admin token (handing out ``public_key``).
+
+    ``cut_firmware``: that many next firmware responses stop halfway and close the
+    connection. ``hold_firmware``: while set to an unset event, firmware responses send
+    half, then wait for the event before sending the rest."""
 
     mqtt_port: int
     photos: dict[str, bytes] = field(default_factory=dict)
     downloads: list[str] = field(default_factory=list)
     pairings: list[dict[str, Any]] = field(default_factory=list)
+    firmware: dict[str, bytes] = field(default_factory=dict)
+    firmware_requests: list[FirmwareRequest] = field(default_factory=list)
+    cut_firmware: int = 0
+    hold_firmware: threading.Event | None = None
+    public_key: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+
+    def add_firmware(self, firmware_id: str, data: bytes) -> str:
+        """Serve ``data`` as firmware ``firmware_id``; returns its download URL."""
+        self.firmware[firmware_id] = data
+        return f"{self.url}/api/v1/firmware/{firmware_id}/download"
+
+    def firmware_requests_of(self, firmware_id: str) -> list[FirmwareRequest]:
+        with self.lock:
+            return [r for r in self.firmware_requests if r.firmware_id == firmware_id]
 
     def add(self, file_id: str, data: bytes) -> str:
         """Serve ``data`` as ``file_id``; returns its SHA-256."""
@@ -150,8 +191,59 @@ class PhotoServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _firmware(self, firmware_id: str) -> None:
+                data = server.firmware.get(firmware_id)
+                asked = self.headers.get("Range")
+                if data is None:
+                    self._reply(404, b'{"title": "not found"}', "application/problem+json")
+                    return
+                start = 0
+                if asked is not None:
+                    start = int(asked.removeprefix("bytes=").split("-", 1)[0])
+                    if start >= len(data):
+                        self._record(firmware_id, asked, 416, 0)
+                        headers = {"Content-Range": f"bytes */{len(data)}"}
+                        self._reply(416, b"{}", "application/problem+json", **headers)
+                        return
+                status = 206 if asked is not None else 200
+                body = data[start:]
+                with server.lock:
+                    cut = server.cut_firmware > 0
+                    server.cut_firmware -= 1 if cut else 0
+                    hold = server.hold_firmware
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                half = len(body) // 2
+                self._record(firmware_id, asked, status, half if cut else len(body))
+                if cut or hold is not None:
+                    self.wfile.write(body[:half])
+                    self.wfile.flush()
+                    if cut:
+                        self.close_connection = True
+                        return
+                    assert hold is not None
+                    hold.wait(WAIT_S)
+                    body = body[half:]
+                self.wfile.write(body)
+
+            def _record(self, firmware_id: str, asked: str | None, status: int, sent: int) -> None:
+                with server.lock:
+                    server.firmware_requests.append(
+                        FirmwareRequest(firmware_id, asked, status, sent)
+                    )
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
+                firmware = path.removeprefix("/api/v1/firmware/").removesuffix("/download")
+                if path.startswith("/api/v1/firmware/") and path.endswith("/download"):
+                    if self._authorized(FRAME_TOKEN):
+                        self._firmware(firmware)
+                    return
                 prefix = "/api/v1/files/download/"
                 if not path.startswith(prefix) or not self._authorized(FRAME_TOKEN):
                     if not path.startswith(prefix):
@@ -186,7 +278,7 @@ class PhotoServer:
                         "username": device_id,
                         "password": "secret",
                     },
-                    "public_key": "",
+                    "public_key": server.public_key,
                     "paired_at": "2025-01-01T00:00:00Z",
                 }
                 self._reply(201, json.dumps(reply).encode(), "application/json")
@@ -213,6 +305,34 @@ def photo_server(mqtt_port: int) -> Iterator[PhotoServer]:
         thread.join(WAIT_S)
 
 
+class HubSigner:
+    """The hub's Ed25519 key for firmware commands (as ``actors.ota`` signs them)."""
+
+    def __init__(self) -> None:
+        self._key = Ed25519PrivateKey.generate()
+        raw = self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_key = base64.b64encode(raw).decode()
+
+    def sign(self, frame_id: str, command_id: str, command: str, args: wire.CommandArgs) -> str:
+        message = wire.signed_command_bytes(frame_id, command_id, command, args)
+        return base64.b64encode(self._key.sign(message)).decode()
+
+    def command(
+        self, frame_id: str, command_id: str, name: wire.CommandName, **args: Any
+    ) -> wire.FrameCommand:
+        """A firmware command for ``frame_id`` signed with this key."""
+        unsigned = wire.CommandArgs(**args)
+        signature = self.sign(frame_id, command_id, name, unsigned)
+        return wire.FrameCommand(
+            command_id=command_id,
+            command=name,
+            args=msgspec.structs.replace(unsigned, signature=signature),
+            timestamp="2025-01-01T00:00:00Z",
+        )
+
+
 @dataclass(frozen=True)
 class Received:
     topic: str
@@ -223,11 +343,16 @@ class Received:
 class HubClient:
     """A paho client that publishes as the hub would and records what frames publish."""
 
-    def __init__(self, port: int, subscribe: str = "frames/#") -> None:
+    def __init__(self, port: int, subscribe: str = "frames/#", *, session: str = "") -> None:
+        """``session``: a client id with a persistent session (the broker queues QoS 1 and
+        2 messages while the client is away, and it reconnects on its own)."""
         self.port = port
         self._messages: list[Received] = []
         self._changed = threading.Condition()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=session, clean_session=not session
+        )
+        self._client.reconnect_delay_set(0.1, 0.5)
         self._client.on_message = self._on_message
         subscribed = threading.Event()
         self._client.on_subscribe = lambda *_: subscribed.set()
@@ -255,13 +380,21 @@ class HubClient:
     ) -> None:
         self.publish(topic, msgspec.json.encode(message), qos=qos, retain=retain)
 
-    def wait_for(self, predicate: Callable[[Received], bool], what: str) -> Received:
-        """The first message (already received or coming) that satisfies ``predicate``."""
+    def mark(self) -> int:
+        """A bookmark for ``wait_for(after=...)``: how many messages have arrived so far."""
+        with self._changed:
+            return len(self._messages)
+
+    def wait_for(
+        self, predicate: Callable[[Received], bool], what: str, *, after: int = 0
+    ) -> Received:
+        """The first message (already received or coming) that satisfies ``predicate``,
+        among those that arrived after the bookmark ``after``."""
         with self._changed:
             found: list[Received] = []
 
             def seen() -> bool:
-                found[:] = [m for m in self._messages if predicate(m)]
+                found[:] = [m for m in self._messages[after:] if predicate(m)]
                 return bool(found)
 
             if not self._changed.wait_for(seen, WAIT_S):
@@ -274,6 +407,10 @@ class HubClient:
         with self._changed:
             payloads = [m.payload for m in self._messages if m.topic == topic]
         return [msgspec.json.decode(p, type=wire.FrameStatus) for p in payloads]
+
+    def received(self, topic: str) -> list[bytes]:
+        with self._changed:
+            return [m.payload for m in self._messages if m.topic == topic]
 
     def wait_status(self, frame_id: str, what: str, **fields: Any) -> wire.FrameStatus:
         topic = wire.frame_topic(frame_id, "status")
