@@ -37,6 +37,7 @@ from actors.frames import (
 )
 from actors.http import Page, PageQuery, RequestContext, api_route
 from actors.mqtt import MQTT_PATH, FrameEndpoint, GetFrameEndpoint
+from actors.ota import OTA_PATH, GetPublicKey
 from supervision import ActorNotFound
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
@@ -73,6 +74,7 @@ class PairedDevice(msgspec.Struct, frozen=True, kw_only=True):
 
 async def pair_device(context: RequestContext, body: NewDevice) -> PairedDevice:
     endpoint: FrameEndpoint = await context.ask(MQTT_PATH, GetFrameEndpoint())
+    public_key: str = await context.ask(OTA_PATH, GetPublicKey())
     registered: Registered = await context.ask(
         DEVICES_PATH,
         RegisterDevice(
@@ -101,7 +103,7 @@ async def pair_device(context: RequestContext, body: NewDevice) -> PairedDevice:
             username=device.mqtt_username,
             password=registered.mqtt_password,
         ),
-        public_key="",
+        public_key=public_key,
         name=device.name,
         model=device.model,
         hw_version=device.hw_version,

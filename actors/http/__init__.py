@@ -70,7 +70,7 @@ from ._routing import (
     RequestContext,
     api_route,
 )
-from ._uploads import StagedUpload, UploadForm
+from ._uploads import StagedUpload, UploadForm, receive_upload
 
 __all__ = [
     "ACCOUNT_ROUTES",
@@ -95,4 +95,5 @@ __all__ = [
     "UploadForm",
     "api_route",
     "openapi_document",
+    "receive_upload",
 ]
