@@ -9,96 +9,28 @@ commits, never on the clock.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import trio
 from PIL import Image
 
 from actors.mqtt import BrokerProcess, GetBrokerProcess
 from tests.api_support import DEVICES, Hub, User, running_hub
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of
+from tests.api_support.simulator import Simulator
+from tests.api_support.simulator import simulate as run_simulator
 from tests.mqtt_support import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-WAIT_S = 30.0
 
-
-class Simulator:
-    """``run.py simulate`` as a child process and the event lines it printed."""
-
-    def __init__(self, process: trio.Process, data_dir: Path) -> None:
-        self.process = process
-        self.data_dir = data_dir
-        self.events: list[dict[str, Any]] = []
-        self._changed = trio.Event()
-
-    async def read(self) -> None:
-        assert self.process.stdout is not None
-        buffer = b""
-        async for chunk in self.process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    self.events.append(json.loads(line))
-            self._changed.set()
-            self._changed = trio.Event()
-
-    async def wait_for(self, check: Callable[[dict[str, Any]], bool], count: int = 1) -> None:
-        with trio.fail_after(WAIT_S):
-            while sum(1 for event in self.events if check(event)) < count:
-                await self._changed.wait()
-
-    def frame_ids(self) -> list[str]:
-        pairings = json.loads((self.data_dir / "frames.json").read_text())
-        return [pairing["device_id"] for pairing in pairings]
-
-    def display(self, frame_id: str) -> Path:
-        return self.data_dir / "frames" / frame_id / "display.png"
-
-
-@asynccontextmanager
-async def simulate(hub: Hub, admin: User, data_dir: Path, frames: int) -> AsyncIterator[Simulator]:
-    command = [
-        sys.executable,
-        str(ROOT / "run.py"),
-        "simulate",
-        "--frames",
-        str(frames),
-        "--hub",
-        hub.address.base_url,
-        "--data-dir",
-        str(data_dir),
-        "--heartbeat",
-        "1",
-        "--events",
-    ]
-    environ = {**os.environ, "FRAMEHUB_TOKEN": admin.token}
-    async with trio.open_nursery() as nursery:
-        process = await trio.lowlevel.open_process(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environ, cwd=ROOT
-        )
-        simulator = Simulator(process, data_dir)
-        nursery.start_soon(simulator.read)
-        try:
-            await simulator.wait_for(lambda e: e["event"] == "connected", frames)
-            yield simulator
-        finally:
-            process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-            nursery.cancel_scope.cancel()
+def simulate(
+    hub: Hub, admin: User, data_dir: Path, frames: int
+) -> AbstractAsyncContextManager[Simulator]:
+    return run_simulator(hub.address.base_url, admin.token, data_dir, frames)
 
 
 async def show_album(hub: Hub, admin: User, frame_ids: list[str], album_id: str) -> None:
