@@ -6,6 +6,8 @@ from starlette.responses import Response
 
 from actors.http import RequestContext, api_route
 from actors.mqtt import MQTT_PATH, GetMqttStats, MqttStats
+from actors.notifier import NOTIFIER_PATH, GetNotifierStats, NotifierStats
+from actors.telemetry import TELEMETRY_PATH, GetTelemetryStats, TelemetryStats
 from supervision import ActorSnapshot
 
 
@@ -18,6 +20,8 @@ def _walk(node: ActorSnapshot) -> list[ActorSnapshot]:
 
 async def metrics(context: RequestContext, _: None) -> Response:
     stats: MqttStats = await context.ask(MQTT_PATH, GetMqttStats())
+    telemetry: TelemetryStats = await context.ask(TELEMETRY_PATH, GetTelemetryStats())
+    notifier: NotifierStats = await context.ask(NOTIFIER_PATH, GetNotifierStats())
     actors = _walk(context.snapshot())
     frames = [a for a in actors if a.path.startswith("/frames/") and a.path != "/frames/fleet"]
     lines = [
@@ -36,6 +40,35 @@ async def metrics(context: RequestContext, _: None) -> Response:
             f'framehub_mqtt_dropped_total{{reason="{reason}"}} {count}'
             for reason, count in sorted(stats.dropped.items())
         ),
+        "# TYPE framehub_telemetry_ingested_total counter",
+        f"framehub_telemetry_ingested_total {telemetry.ingested}",
+        "# TYPE framehub_telemetry_stored_total counter",
+        f"framehub_telemetry_stored_total {telemetry.stored}",
+        "# TYPE framehub_telemetry_dropped_total counter",
+        *(
+            f'framehub_telemetry_dropped_total{{reason="{reason}"}} {count}'
+            for reason, count in sorted(telemetry.dropped.items())
+        ),
+        "# TYPE framehub_telemetry_timestamps_replaced_total counter",
+        f"framehub_telemetry_timestamps_replaced_total {telemetry.timestamps_replaced}",
+        "# TYPE framehub_telemetry_flushes_total counter",
+        f"framehub_telemetry_flushes_total {telemetry.flushes}",
+        "# TYPE framehub_telemetry_buffered gauge",
+        f"framehub_telemetry_buffered {telemetry.buffered}",
+        "# TYPE framehub_alerts_open gauge",
+        f"framehub_alerts_open {telemetry.open_alerts}",
+        "# TYPE framehub_notifications gauge",
+        f"framehub_notifications {notifier.notifications}",
+        "# TYPE framehub_notifications_unread gauge",
+        f"framehub_notifications_unread {notifier.unread}",
+        "# TYPE framehub_webhook_deliveries gauge",
+        f'framehub_webhook_deliveries{{state="pending"}} {notifier.webhook_pending}',
+        f'framehub_webhook_deliveries{{state="delivered"}} {notifier.webhook_delivered}',
+        f'framehub_webhook_deliveries{{state="abandoned"}} {notifier.webhook_abandoned}',
+        "# TYPE framehub_notification_feed_subscribers gauge",
+        f"framehub_notification_feed_subscribers {notifier.feed_subscribers}",
+        "# TYPE framehub_notification_feed_disconnects_total counter",
+        f"framehub_notification_feed_disconnects_total {notifier.feed_disconnects}",
         "# TYPE framehub_frame_proxies gauge",
         f"framehub_frame_proxies {len(frames)}",
         "# TYPE framehub_actor_restarts_total counter",
@@ -57,7 +90,7 @@ METRICS_ROUTES = (
         metrics,
         media_type="text/plain",
         auth="admin",
-        summary="counters in Prometheus text format: MQTT traffic and drops, actors",
+        summary="counters in Prometheus text format: MQTT traffic and drops, telemetry, actors",
         tags=("probes",),
     ),
 )
