@@ -329,6 +329,10 @@ async def _stop_process(process: trio.Process) -> None:
                 await process.wait()
 
 
+MAX_QUEUED_MESSAGES = 200_000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+"""Per client: what the broker holds for a slow or offline subscriber before it drops."""
+
 PID_FILE = "mosquitto.pid"
 """The managed broker's pid, next to its config: a hub killed with SIGKILL leaves its broker
 running (it has a session of its own); the next start stops that orphan first."""
@@ -560,6 +564,10 @@ class MosquittoBroker(Actor[BrokerMessage]):
                 f"acl_file {directory / ACL_FILE}",
                 "persistence true",
                 f"persistence_location {directory}/",
+                # Mosquitto's default of 1,000 queued messages per client drops a burst of
+                # telemetry on its way to the hub; queue by size instead (per client).
+                f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+                f"max_queued_bytes {MAX_QUEUED_BYTES}",
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",
