@@ -133,7 +133,7 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[BenchHub
     }
     hub_settings = load_settings(environ=environ)
     # aiomqtt warns whenever more than 10 publishes await their acknowledgement, which the
-    # bridge's pipelined outbox (up to 100 in flight) does by design: not news here.
+    # bridge's pipelined outbox (up to 20 in flight) does by design: not news here.
     logging.getLogger("mqtt").setLevel(logging.ERROR)
     started: list[tuple[ActorSystem, Store]] = []
     ready = trio.Event()

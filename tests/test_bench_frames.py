@@ -9,7 +9,7 @@ import json
 import psutil
 import pytest
 
-from bench import e2e, fleet
+from bench import e2e, fleet, ota
 
 
 def _last_json_line(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
@@ -48,4 +48,20 @@ def test_fleet_benchmark_reports_memory_mailboxes_and_mqtt_traffic(
     assert figures["dropped"] == 0
     assert figures["heartbeats_per_s"] >= 0 and figures["mqtt_received_per_s"] >= 0
     assert figures["pairing_s"] > 0
+    _no_children_left()
+
+
+def test_ota_benchmark_reports_campaign_time_next_to_its_floor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    figures = ota.main(json_output=True, frames=4, batch=2, health_check_s=1.0)
+
+    assert _last_json_line(capsys) == figures
+    assert figures["frames"] == figures["completed"] == 4
+    assert figures["failed"] == 0 and figures["batches"] == 2
+    assert 0 < figures["download_floor_s"] < figures["floor_s"]
+    # Batch after batch, each frame's health check runs before the next batch starts.
+    assert figures["seconds"] >= figures["batches"] * figures["health_check_s"]
+    assert 0 < figures["first_completed_s"] <= figures["seconds"]
+    assert figures["seconds_over_floor"] == round(figures["seconds"] / figures["floor_s"], 3)
     _no_children_left()

@@ -73,6 +73,10 @@ _SUBSCRIPTIONS = [(f"frames/+/{leaf}", 1) for leaf in wire.FRAME_LEAVES_IN]
 # -- messages ----------------------------------------------------------------------------------
 
 
+BROKER_RECEIVE_MAXIMUM = 20
+"""QoS 1 and 2 publishes the hub keeps in flight: Mosquitto's default ``max_inflight_messages``."""
+
+
 class GetSync(msgspec.Struct, frozen=True):
     """Asked of a frame proxy by the bridge: its current ``wire.FrameSync`` as JSON bytes,
     or None if it has nothing to send yet."""
@@ -169,7 +173,10 @@ async def _client(
         identifier=CLIENT_ID,
         clean_session=False,
         will=aiomqtt.Will(wire.HUB_AVAILABILITY, wire.OFFLINE, qos=1, retain=True),
-        max_inflight_messages=100,
+        # At most the broker's receive maximum: Mosquitto (default 20) acknowledges a QoS 2
+        # publish past its quota from an MQTT 3.1.1 client with a PUBREC and then drops it,
+        # so the hub would believe delivered what no frame ever gets. paho queues the rest.
+        max_inflight_messages=BROKER_RECEIVE_MAXIMUM,
         max_queued_incoming_messages=10_000,
         timeout=10,
     )
