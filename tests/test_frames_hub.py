@@ -21,6 +21,7 @@ from aiomqtt.exceptions import MqttConnectError
 from PIL import Image
 
 import wire
+from actors.events import Audit, FrameCommandIssued
 from actors.mqtt import MQTT_PATH, BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
 from tests.api_support.photos import jpeg
@@ -30,6 +31,9 @@ from tests.mqtt_support import Client, connect
 _sync = msgspec.json.Decoder(wire.FrameSync).decode
 _command = msgspec.json.Decoder(wire.FrameCommand).decode
 _encode = msgspec.json.encode
+
+
+_command = msgspec.json.Decoder(wire.FrameCommand).decode
 
 
 async def new_album(hub: Hub, user: User, name: str = "Holidays") -> str:
@@ -345,3 +349,31 @@ async def test_a_deleted_frame_is_locked_out_and_forgotten_by_the_broker(tmp_pat
             assert [t for t, _, _ in central.received if t.endswith("/sync")] == []
         stats: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
         assert stats.dropped.get("unknown_frame", 0) == 0
+
+
+async def test_a_burst_of_commands_reaches_the_frame_whole(tmp_path: Path) -> None:
+    """60 QoS 2 commands committed at once: the bridge publishes them as one batch, and every
+    one arrives. (Mosquitto acknowledges and then drops QoS 2 publishes past its receive
+    maximum of 20 in flight, so a bridge that pipelines more loses commands silently.)"""
+    async with running_hub(tmp_path) as hub:
+        admin = await hub.new_user(admin=True)
+        frame = await hub.pair_frame(admin, "Hall")
+        async with as_frame(hub, frame) as client:
+            topic = wire.frame_topic(frame.device_id, "command")
+            command_ids = [f"burst-{n:02d}" for n in range(60)]
+            async with hub.store.transaction() as tx:
+                for command_id in command_ids:
+                    tx.publish(
+                        FrameCommandIssued(
+                            audit=Audit.system("test"),
+                            frame_id=frame.device_id,
+                            command_id=command_id,
+                            command="next",
+                        )
+                    )
+
+            def arrived(received: list[tuple[str, bytes, bool]]) -> set[str] | None:
+                ids = {_command(p).command_id for t, p, _ in received if t == topic}
+                return ids if ids >= set(command_ids) else None
+
+            assert await client.wait_until(arrived) == set(command_ids)
