@@ -30,6 +30,7 @@ from actors.events import (
     AnyEvent,
     Audit,
     DeviceOffline,
+    DeviceOnline,
     FirmwareUploaded,
     TelemetryDataReceived,
     UpdateCompleted,
@@ -232,3 +233,49 @@ async def test_seed_handlers_keep_the_record_of_firmware_and_activity(tmp_path: 
         again = await registry.ask(GetDevice(device_id=new.device_id))
         assert again.firmware_version == "2.0.0"
         assert (await registry.ask(GetDevice(device_id=other.device_id))).active is False
+
+
+async def test_a_paired_frame_is_inactive_until_online_and_stale_samples_do_not_revive_it(
+    tmp_path: Path,
+) -> None:
+    async with open_registry(tmp_path / "hub.db") as (store, registry):
+        hall = await register(registry, hall_frame())
+        assert hall.active is False  # never connected yet
+        audit = Audit.frame(hall.device_id)
+        await publish(store, DeviceOnline(audit=audit, device_id=hall.device_id))
+        assert (await registry.ask(GetDevice(device_id=hall.device_id))).active is True
+        offline = DeviceOffline(
+            audit=audit,
+            device_id=hall.device_id,
+            reason="silence",
+            occurred_at="2026-11-22T10:00:10.000Z",
+        )
+        await publish(store, offline)
+        # Coalesced telemetry arriving after device.offline, about samples from before it.
+        stale = TelemetryDataReceived(
+            audit=audit,
+            device_id=hall.device_id,
+            samples=5,
+            last_sample_at="2026-11-22T10:00:05.000Z",
+        )
+        await publish(store, stale)
+        shown = await registry.ask(GetDevice(device_id=hall.device_id))
+        assert (shown.active, shown.last_seen) == (False, "2026-11-22T10:00:05.000Z")
+    async with open_registry(tmp_path / "hub.db") as (store, registry):
+        # After a restart too; a sample from after it went offline brings it back.
+        again = TelemetryDataReceived(
+            audit=audit,
+            device_id=hall.device_id,
+            samples=1,
+            last_sample_at="2026-11-22T10:00:07.000Z",
+        )
+        await publish(store, again)
+        assert (await registry.ask(GetDevice(device_id=hall.device_id))).active is False
+        fresh = TelemetryDataReceived(
+            audit=audit,
+            device_id=hall.device_id,
+            samples=1,
+            last_sample_at="2026-11-22T10:00:20.000Z",
+        )
+        await publish(store, fresh)
+        assert (await registry.ask(GetDevice(device_id=hall.device_id))).active is True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import wire
 from frame_device import FIRMWARE_DIR, MAX_TRIAL_BOOTS, BootState, Firmware, SlotManifest
 from tests.frame_support import (
     ADMIN_TOKEN,
+    WAIT_S,
     Broker,
     FrameProcess,
     HubClient,
@@ -687,6 +689,11 @@ def test_final_answer_decided_while_the_broker_is_down_reaches_the_hub_later(
                 completed = wait_final(hub, device_id, "u-outage")
                 assert (completed.state, completed.version) == ("completed", NEW)
                 frame.wait_events("reconnected", 3, event="connected")
+                # The broker's PUBACK empties the outbox a moment after the hub has the
+                # answer: wait for the frame's own record of it (another process's file).
+                deadline = time.monotonic() + WAIT_S
+                while boot_state(data_dir).outbox and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 assert frame.stop() == 0
             assert boot_state(data_dir).outbox == []
     finally:

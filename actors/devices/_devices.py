@@ -91,6 +91,9 @@ DEVICE_MIGRATIONS = (
         PRIMARY KEY (device_id, album_id)
     );
     """,
+    """
+    ALTER TABLE devices ADD COLUMN offline_at TEXT;
+    """,
 )
 """The ``devices`` and ``device_albums`` schema."""
 
@@ -191,7 +194,8 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: str | None = None
     """When telemetry last arrived (seed ``telemetry.data.received``)."""
     active: bool = True
-    """False while the frame is offline; telemetry or its return reactivates it."""
+    """False while the frame is offline (and from pairing until it first comes online);
+    telemetry or its return reactivates it."""
 
     @property
     def panel(self) -> tuple[int, int]:
@@ -280,7 +284,7 @@ async def read_frame_access(store: Store) -> list[FrameAccess]:
 
 _COLUMNS = (
     "device_id, name, model, hw_version, width, height, orientation, created_at, "
-    "mqtt_username, mqtt_password_hash, firmware_version, last_seen, active"
+    "mqtt_username, mqtt_password_hash, firmware_version, last_seen, active, offline_at"
 )
 
 
@@ -304,6 +308,8 @@ class DeviceRegistry(Actor[DeviceMessage]):
         self._devices: dict[str, Device] = {}
         """The devices not deleted, by id."""
         self._password_hashes: dict[str, str] = {}
+        self._offline_at: dict[str, str] = {}
+        """When each frame last went offline (``device.offline``)."""
         self._access_stale = False
         """An event changed the frames' albums: the broker's list must be pushed again."""
 
@@ -332,6 +338,8 @@ class DeviceRegistry(Actor[DeviceMessage]):
             )
             self._devices[device.device_id] = device
             self._password_hashes[device.device_id] = row[9]
+            if row[13] is not None:
+                self._offline_at[device.device_id] = row[13]
         await self._push_access(self._access())
         self._consumer = await self._journal.consume(
             "devices",
@@ -392,12 +400,13 @@ class DeviceRegistry(Actor[DeviceMessage]):
             orientation=message.orientation,
             created_at=utc_now(),
             mqtt_username=f"frame-{device_id}",
+            active=False,  # until it first comes online
         )
         await self._push_access([*self._access(), self._access_of(device, password_hash)])
         async with self._store.transaction() as tx:
             tx.execute(
                 f"INSERT INTO devices ({_COLUMNS}, deleted) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 1, 0)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, NULL, 0)",
                 (
                     device.device_id,
                     device.name,
@@ -501,11 +510,15 @@ class DeviceRegistry(Actor[DeviceMessage]):
             case TelemetryDataReceived(device_id=device_id, last_sample_at=seen):
                 known = self._devices.get(device_id)
                 if known is not None and (known.last_seen or "") < seen:
-                    self._change(tx, device_id, last_seen=seen, active=True)
+                    # Samples from before the frame went offline (the coalesced event may
+                    # come after device.offline) do not bring it back.
+                    back = seen > self._offline_at.get(device_id, "")
+                    self._change(tx, device_id, last_seen=seen, active=back or known.active)
             case DeviceOnline(device_id=device_id):
                 self._change(tx, device_id, active=True)
-            case DeviceOffline(device_id=device_id):
-                self._change(tx, device_id, active=False)
+            case DeviceOffline(device_id=device_id, occurred_at=occurred_at):
+                self._offline_at[device_id] = occurred_at
+                self._change(tx, device_id, active=False, offline_at=occurred_at)
             case AlbumDeleted(album_id=album_id):
                 for device in list(self._devices.values()):
                     if album_id in device.album_ids:
@@ -536,7 +549,8 @@ class DeviceRegistry(Actor[DeviceMessage]):
                     changes={"firmware_version": version},
                 )
             )
-        self._devices[device_id] = msgspec.structs.replace(device, **fields)
+        shown = {name: value for name, value in fields.items() if name in Device.__struct_fields__}
+        self._devices[device_id] = msgspec.structs.replace(device, **shown)
 
     def _mark_access_stale(self) -> None:
         self._access_stale = True
