@@ -29,8 +29,9 @@ Rates are over all passes of a kind together; ``ratio`` = ``samples_per_s`` /
 ``ceiling_per_s``; ``lost`` = samples published to the hub - samples stored (the broker
 acknowledged every one). **Pacing**: MQTT has no flow control from a subscriber back to the
 publishers, and Mosquitto drops QoS 1 messages for a subscriber past ``max_queued_messages``
-(1000 by default); a publisher faster than the subscriber loses messages at the broker,
-whichever the subscriber. So the publisher keeps at most ``CREDIT`` messages on their way
+(Mosquitto's default is 1,000; the hub's managed broker allows 200,000 or 64 MiB per client);
+a publisher much faster than the subscriber loses messages at the broker, whichever the
+subscriber. So the publisher keeps at most ``CREDIT`` messages on their way
 (published, not yet taken by the receiver: the counter of the ceiling subscriber, the
 telemetry actor's taken samples), and each pass runs at its receiver's own pace: both figures
 are sustained rates with nothing lost on the way.
@@ -88,8 +89,8 @@ WINDOW = 64
 """QoS 1 publishes a frame's connection has in flight at most."""
 CREDIT = 800
 """Messages published and not yet taken by the receiver, at most (all frames together):
-fewer than Mosquitto queues for one subscriber (``max_queued_messages``, 1000 by default),
-so the broker never has to drop one."""
+fewer than Mosquitto queues for one subscriber even with its default
+``max_queued_messages`` (1,000), so the broker never has to drop one."""
 CREDIT_POLL_S = 0.01
 CEILING_LEAF = "bench-telemetry"
 HUB_LEAF = "telemetry"
@@ -738,7 +739,7 @@ def main(
     )
     report.note(
         f"the publisher (a child process) keeps at most {CREDIT} messages on their way to the"
-        " receiver, so Mosquitto never drops one (it queues 1000 per subscriber) and each pass"
+        " receiver, so Mosquitto never drops one and each pass"
         f" runs at its receiver's pace; {WINDOW} QoS 1 publishes in flight per frame at most"
     )
     report.note(
