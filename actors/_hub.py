@@ -16,6 +16,7 @@ from actors.accounts import Accounts
 from actors.album import Album
 from actors.api import ROUTES
 from actors.blobs import BlobStore
+from actors.console import CONSOLE_PATH, Console, ConsoleAddress, GetConsoleAddress
 from actors.devices import DeviceRegistry
 from actors.frames import FLEET_NAME, FrameFleet
 from actors.http import GetHttpAddress, HttpAddress, HttpGateway, PublicUrl
@@ -193,6 +194,15 @@ def hub_tree(
             mailbox_capacity=capacity,
             shutdown_timeout=max(settings.runtime.shutdown_timeout_s, 5.0),
         ),
+        ChildSpec(
+            "console",
+            lambda: Console(
+                settings.console,
+                store_listeners=store.commit_listeners,
+                notifications=notifications,
+            ),
+            mailbox_capacity=capacity,
+        ),
     ]
     return subtree(
         "root",
@@ -283,6 +293,9 @@ async def serve(
                     )
                     ports["mqtt"] = mqtt.port
                     log.info("MQTT broker (mosquitto) on %s:%d", mqtt.host, mqtt.port)
+                console: ConsoleAddress = await system.lookup(CONSOLE_PATH).ask(GetConsoleAddress())
+                ports["console"] = console.port
+                log.info("operator console on %s", console.url)
                 write_ports(data_dir, ports)
                 log.info("framehub ready (data in %s)", data_dir)
                 if on_ready is not None:

@@ -208,6 +208,8 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
         "FRAMEHUB_HTTP__HOST": "127.0.0.1",
         "FRAMEHUB_HTTP__PORT": "0",
         "FRAMEHUB_MQTT__PORT": "0",
+        "FRAMEHUB_CONSOLE__HOST": "127.0.0.1",
+        "FRAMEHUB_CONSOLE__PORT": "0",
         "FRAMEHUB_LOG_LEVEL": "WARNING",
         **{f"FRAMEHUB_{key}": value for key, value in settings.items()},
     }

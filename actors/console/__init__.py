@@ -1,0 +1,68 @@
+"""The operator console: a WebSocket server (``/edge/console``) speaking a typed JSON protocol.
+
+See ``_protocol`` for the messages and close codes and ``_console`` for the server's contract.
+"""
+
+from ._console import (
+    CONSOLE_PATH,
+    Console,
+    ConsoleAddress,
+    ConsoleMessage,
+    ConsoleStats,
+    GetConsoleAddress,
+    GetConsoleStats,
+)
+from ._protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
+    CLOSE_HELLO_TIMEOUT,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
+    PROTOCOL_VERSION,
+    ClientMessage,
+    Command,
+    ErrorMessage,
+    EventFilter,
+    EventMessage,
+    FaultInstalled,
+    FaultRemoved,
+    Hello,
+    NotificationMessage,
+    Reply,
+    ServerMessage,
+    Subscribe,
+    TreeMessage,
+    Unsubscribe,
+    Welcome,
+)
+
+__all__ = [
+    "CLOSE_BAD_REQUEST",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_HELLO_TIMEOUT",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_UNAUTHORIZED",
+    "CONSOLE_PATH",
+    "PROTOCOL_VERSION",
+    "ClientMessage",
+    "Command",
+    "Console",
+    "ConsoleAddress",
+    "ConsoleMessage",
+    "ConsoleStats",
+    "ErrorMessage",
+    "EventFilter",
+    "EventMessage",
+    "FaultInstalled",
+    "FaultRemoved",
+    "GetConsoleAddress",
+    "GetConsoleStats",
+    "Hello",
+    "NotificationMessage",
+    "Reply",
+    "ServerMessage",
+    "Subscribe",
+    "TreeMessage",
+    "Unsubscribe",
+    "Welcome",
+]
