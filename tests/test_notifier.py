@@ -313,7 +313,10 @@ async def test_update_completed_alone_notifies_nobody_and_the_campaign_sums_up(
             )
             for d in devices[:3]
         ]
-        await publish(hub, *completed)
+        rolled_back = UpdateRolledBack(
+            audit=OTA, campaign_id=campaign_id, device_id=devices[0], firmware_version="2.0.0"
+        )
+        await publish(hub, *completed, rolled_back)
         assert [n["kind"] for n in await notifications(hub, admin)] == ["campaign.created"]
 
         failed = UpdateFailed(
@@ -364,12 +367,7 @@ async def test_users_read_only_their_own_notifications_page_by_page(tmp_path: Pa
             RollbackInitiated(
                 audit=OTA, campaign_id=created.campaign_id, device_ids=[hall.device_id]
             ),
-            UpdateRolledBack(
-                audit=OTA,
-                campaign_id=created.campaign_id,
-                device_id=hall.device_id,
-                firmware_version="2.0.0",
-            ),
+            CampaignPaused(audit=OTA, campaign_id=created.campaign_id, reason=""),
         ]
         for event in events:
             await publish(hub, event)  # one transaction each: one journal position each
@@ -388,7 +386,7 @@ async def test_users_read_only_their_own_notifications_page_by_page(tmp_path: Pa
         mine = [n for p in pages for n in p]
         assert [n["kind"] for n in mine] == newest_first
         assert [n["body"] for n in mine[:3]] == [
-            "Frame Hall rolled back to firmware 2.0.0 (campaign 'Spring update').",
+            "Campaign 'Spring update' paused: by an operator.",
             "Campaign 'Spring update' is rolling back 1 frame to their firmware before the update.",
             "The update of frame Hall was cancelled (campaign 'Spring update').",
         ]

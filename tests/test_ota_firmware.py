@@ -148,3 +148,16 @@ async def test_pairing_hands_the_frame_the_hubs_signing_key(tmp_path: Path) -> N
         key.verify(base64.b64decode(signature), signed)
         second = await pair(hub, admin, "Kitchen")
         assert second.public_key == frame.public_key
+
+
+async def test_the_firmware_form_is_documented_and_the_ota_limit_applies(tmp_path: Path) -> None:
+    """The route streams the body itself (the OTA actor's size limit, not the gateway's), yet
+    ``/openapi.json`` still describes its multipart form."""
+    async with running_hub(tmp_path, OTA__MAX_FIRMWARE_BYTES="4096") as hub:
+        admin = await hub.new_user(admin=True)
+        document = body_of(await hub.client.get("/openapi.json"), 200)
+        body = document["paths"]["/api/v1/firmware"]["post"]["requestBody"]
+        schema = body["content"]["multipart/form-data"]["schema"]
+        assert set(schema["properties"]) == {"file", "version", "model", "min_hw_version", "notes"}
+        assert problem(await upload_firmware(hub, admin, image(8192)), 413)
+        assert body_of(await upload_firmware(hub, admin, image(2048)), 201)["size"] == 2048

@@ -53,7 +53,9 @@ STORE_TIMEOUT_S = 300.0
 IMMUTABLE = "private, max-age=31536000, immutable"
 """A firmware id's bytes never change."""
 
-FIRMWARE_FORM = UploadForm(fields=("version", "model", "min_hw_version", "notes"))
+FIRMWARE_FORM = UploadForm(
+    fields=("version", "model", "min_hw_version", "notes"), handler_reads=True
+)
 """``file`` (the image) and its text fields; the fields are checked by the OTA actor (422)."""
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -238,6 +240,7 @@ OTA_ROUTES: tuple[ApiRoute, ...] = (
         "POST",
         "/api/v1/firmware",
         upload_firmware,
+        upload=FIRMWARE_FORM,
         response=Firmware,
         status=201,
         auth="admin",
@@ -245,9 +248,9 @@ OTA_ROUTES: tuple[ApiRoute, ...] = (
         tags=("ota",),
         summary="upload a firmware image (multipart: file, version, model, min_hw_version, "
         "notes); its SHA-256 is recorded",
-        description="A multipart/form-data body: `file` (the image), `version` (a semantic "
-        "version such as 1.2.3), `model`, `min_hw_version` and optional `notes`. 409 when "
-        "the model already has that version; 413 past `ota.max_firmware_bytes`.",
+        description="`version` is a semantic version such as 1.2.3; `model`, `min_hw_version` "
+        "are required too, `notes` optional. 409 when the model already has that version; "
+        "413 past `ota.max_firmware_bytes`.",
     ),
     api_route(
         "GET",

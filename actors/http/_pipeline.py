@@ -192,7 +192,7 @@ class Pipeline:
             base_url=self.base_url,
             system=self.system,
         )
-        if route.upload is not None:
+        if route.upload is not None and not route.upload.handler_reads:
             upload = await receive_upload(
                 request, route.upload, self.staging_dir, self.max_upload_bytes
             )

@@ -48,6 +48,9 @@ class UploadForm:
     fields: tuple[str, ...] = ()
     required_fields: tuple[str, ...] = ()
     max_field_bytes: int = 64 * 1024
+    handler_reads: bool = False
+    """The handler streams the body itself (``receive_upload``, with its own size limit and
+    staging directory) and gets None; the form is still what the API documents."""
 
     def __post_init__(self) -> None:
         unknown = set(self.required_fields) - set(self.fields)

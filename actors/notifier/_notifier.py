@@ -3,11 +3,11 @@ people — stored per user, shown live on the console, and optionally POSTed to 
 
 Journal consumer ``notifier`` on ``campaign.created``, ``campaign.started``,
 ``campaign.paused``, ``campaign.completed``, ``update.failed``, ``update.cancelled``,
-``rollback.initiated``, ``update.rolled_back``, ``alert.triggered``, ``alert.acknowledged``
-and ``alert.resolved``. Each becomes one ``Notification`` per admin user (asked of
-``/domain/accounts`` once per drain of the journal, so a new admin is told from the next
-events on). ``update.completed`` is not followed: a 200-frame campaign would make 200
-notifications; ``campaign.completed`` sums it up. ``alert.rule.created`` is followed only to
+``rollback.initiated``, ``alert.triggered``, ``alert.acknowledged`` and ``alert.resolved``.
+Each becomes one ``Notification`` per admin user (asked of ``/domain/accounts`` once per drain
+of the journal, so a new admin is told from the next events on). ``update.completed`` and
+``update.rolled_back`` are not followed: a 200-frame campaign or rollback would make 200
+notifications; ``campaign.completed`` sums each up. ``alert.rule.created`` is followed only to
 remember each rule's metric, comparison and threshold, as ``campaign.created`` gives each
 campaign's name and version: the words of later notifications (``_phrasing``). Frame names
 are asked of ``/domain/devices``; an unknown frame is named by its id.
@@ -70,7 +70,6 @@ NOTIFIED_EVENTS = (
     "update.failed",
     "update.cancelled",
     "rollback.initiated",
-    "update.rolled_back",
     "alert.triggered",
     "alert.acknowledged",
     "alert.resolved",

@@ -22,7 +22,6 @@ from actors.events import (
     RollbackInitiated,
     UpdateCancelled,
     UpdateFailed,
-    UpdateRolledBack,
 )
 
 from ._messages import SEVERITIES, Severity
@@ -179,19 +178,6 @@ def describe(
                 "before the update.",
                 severity="warning",
                 campaign_id=campaign_id,
-            )
-        case UpdateRolledBack(campaign_id=campaign_id, device_id=device_id):
-            label = _campaign_label(campaign_id, campaign)
-            name = frame or device_id
-            return Described(
-                title=f"Frame {name} rolled back",
-                body=(
-                    f"Frame {name} rolled back to firmware {event.firmware_version} "
-                    f"({_lower(label)})."
-                ),
-                severity="info",
-                campaign_id=campaign_id,
-                device_id=device_id,
             )
         case AlertTriggered(alert_id=alert_id, device_id=device_id):
             name = frame or device_id
