@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint system-deps clean
+.PHONY: run test lint system-deps test-system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "framehub needs Python 3.11 or newer"'
@@ -13,11 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# command:package pairs the hub and its tests need from the system; later features add to it.
+# command:package pairs the hub needs from the system, and what its tests need besides
+# (Debian's Chromium for the console's browser test).
 SYSTEM_PACKAGES := mosquitto:mosquitto
+TEST_PACKAGES := $(SYSTEM_PACKAGES) chromium:chromium
 
 system-deps:
 	@sh scripts/system-deps.sh $(SYSTEM_PACKAGES)
+
+test-system-deps:
+	@sh scripts/system-deps.sh $(TEST_PACKAGES)
 
 run: system-deps $(STAMP)
 	$(BIN)/python run.py serve
@@ -27,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: system-deps $(STAMP) lint
+test: test-system-deps $(STAMP) lint
 	$(BIN)/python -m pytest
 
 clean:

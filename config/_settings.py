@@ -93,10 +93,18 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[console]``: the operator console's listener."""
+    """``[console]``: the operator console's listener and its per-connection limits."""
 
     host: NonEmptyStr = "127.0.0.1"
     port: Port = 8081
+    hello_timeout_s: PositiveFloat = 5.0
+    send_queue: PositiveInt = 256
+    close_timeout_s: PositiveFloat = 5.0
+    tree_interval_s: PositiveFloat = 0.25
+    refresh_interval_s: PositiveFloat = 1.0
+
+    def __post_init__(self) -> None:
+        _require_finite(self)
 
 
 class MqttSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -4,6 +4,7 @@ Each route only translates HTTP into a message for the actor that owns the data.
 """
 
 from ._albums import ALBUM_ROUTES
+from ._console_page import CONSOLE_PAGE_ROUTES
 from ._devices import DEVICE_ROUTES, NewDevice, PairedDevice
 from ._metrics import METRICS_ROUTES
 from ._notifications import NOTIFICATIONS_ROUTES
@@ -21,10 +22,12 @@ ROUTES = (
     *TELEMETRY_ROUTES,
     *NOTIFICATIONS_ROUTES,
     *METRICS_ROUTES,
+    *CONSOLE_PAGE_ROUTES,
 )
 
 __all__ = [
     "ALBUM_ROUTES",
+    "CONSOLE_PAGE_ROUTES",
     "DEVICE_ROUTES",
     "METRICS_ROUTES",
     "NOTIFICATIONS_ROUTES",

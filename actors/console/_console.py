@@ -7,45 +7,63 @@ same actor messages as the HTTP API (so the same checks and the same events); fa
 installed on the actor system's injector.
 
 Streams are live views, never replays: ``events`` taps the store's commit listener (the events
-of each commit, as it commits), ``tree`` compares the runtime's snapshot a few times a second
-and sends it when it changed, ``notifications`` listens to the ``NotificationFeed``.
+of each commit, as it commits), ``tree`` compares the runtime's snapshot every
+``tree_interval_s`` and sends it when it changed, ``notifications`` listens to the
+``NotificationFeed``. ``frames``, ``campaigns``, ``alerts`` and ``dead_letters`` ask the
+actors that own them (the registry and the frame proxies' twins, ``/domain/ota``,
+``/domain/telemetry``, ``/infra/journal``) when a related commit happened (at most once per
+``tree_interval_s``) and every ``refresh_interval_s``, and send the list when it changed.
 
 Every message to a client goes through a bounded queue (``send_queue`` messages). Producers
-never wait on it: when it is full the client is too slow, and the connection is closed with
-4008 (after the message being written, if the client ever takes it; else the socket is
-dropped after ``close_timeout_s``). So a stalled console never slows the hub or the others.
+never wait on it: when it is full the client is too slow. Then nothing more is produced, the
+write in progress (if any) is left to finish, and the connection is closed with 4008. A write
+is never cancelled half-way (the client would read a torn frame): a client that does not
+take what is being written, or the close frame, within ``close_timeout_s`` has its TCP
+connection reset instead. So a stalled console never slows the hub or the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
 import trio
 import trio_websocket
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors.accounts import ACCOUNTS_PATH, Authenticate, Principal
-from actors.devices import DEVICES_PATH, GetDevice
+from actors.devices import DEVICES_PATH, Device, DevicePage, GetDevice, ListDevices
 from actors.errors import Unauthorized
 from actors.events import new_id
-from actors.frames import FRAMES_PATH, SendCommand
-from actors.journal import ReplayDeadLetter
+from actors.frames import FRAMES_PATH, GetTwin, SendCommand, Twin
+from actors.journal import ListDeadLetters, ParkedEvent, ReplayDeadLetter
 from actors.notifier import NotificationFeed
 from actors.ota import (
     OTA_PATH,
     CampaignAction,
+    CampaignPage,
     CancelCampaign,
+    ListCampaigns,
     PauseCampaign,
     ResumeCampaign,
     RetryFailed,
     RollbackCampaign,
     StartCampaign,
 )
+from actors.paging import MAX_PAGE
 from actors.store import Entry
-from actors.telemetry import TELEMETRY_PATH, AcknowledgeAlert, ResolveAlert
+from actors.telemetry import (
+    TELEMETRY_PATH,
+    AcknowledgeAlert,
+    AlertPage,
+    ListAlerts,
+    ResolveAlert,
+)
 from config import ConsoleSettings
 from supervision import Actor, ActorNotFound, DomainError
 
@@ -56,13 +74,18 @@ from ._protocol import (
     CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
     PROTOCOL_VERSION,
+    AlertsMessage,
+    CampaignsMessage,
     ClientMessage,
     Command,
+    DeadLettersMessage,
     ErrorMessage,
     EventFilter,
     EventMessage,
     FaultInstalled,
     FaultRemoved,
+    FramesMessage,
+    FrameState,
     Hello,
     NotificationMessage,
     Reply,
@@ -79,6 +102,12 @@ _T = TypeVar("_T")
 
 CONSOLE_PATH = "/edge/console"
 JOURNAL_KEEPER_PATH = "/infra/journal"
+CAMPAIGNS_SHOWN = 100
+"""The ``campaigns`` stream lists this many of the newest campaigns."""
+ALERTS_SHOWN = 200
+"""The ``alerts`` stream lists at most this many active and as many acknowledged alerts."""
+DEAD_LETTERS_SHOWN = 500
+"""The ``dead_letters`` stream lists at most this many (the newest)."""
 
 _CAMPAIGN_ACTIONS: dict[str, type[CampaignAction]] = {
     "campaign.start": StartCampaign,
@@ -89,8 +118,18 @@ _CAMPAIGN_ACTIONS: dict[str, type[CampaignAction]] = {
     "campaign.retry-failed": RetryFailed,
 }
 
+_SNAPSHOT_STREAMS: dict[Stream, tuple[str, ...]] = {
+    "frames": ("device.", "frame.", "update."),
+    "campaigns": ("campaign.", "update.", "rollback."),
+    "alerts": ("alert.",),
+    "dead_letters": ("",),
+}
+"""The snapshot streams and the event name prefixes that make them look again. Parking a
+dead letter publishes nothing: ``""`` matches every commit, events or not."""
+
 _decode_client = msgspec.json.Decoder(ClientMessage).decode
 _encode = msgspec.json.Encoder().encode
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops unsent bytes
 
 
 class GetConsoleAddress(msgspec.Struct, frozen=True):
@@ -113,9 +152,11 @@ class ConsoleStats(msgspec.Struct, frozen=True, kw_only=True):
     connections: int
     """Consoles connected (past ``hello``) right now."""
     slow_disconnects: int
-    """Connections closed with 4008 since this incarnation started."""
+    """Connections found too slow (and so closed with 4008) since this incarnation started."""
     refused: int
     """Connections closed before ``welcome`` (bad version, token, role or timeout)."""
+    resets: int
+    """Connections reset because the client did not take its data or close frame in time."""
 
 
 ConsoleMessage = GetConsoleAddress | GetConsoleStats
@@ -138,30 +179,20 @@ class Console(Actor[ConsoleMessage]):
         store_listeners: list[Any],
         notifications: NotificationFeed,
         accounts_path: str = ACCOUNTS_PATH,
-        hello_timeout_s: float = 5.0,
-        send_queue: int = 256,
-        tree_interval_s: float = 0.25,
-        close_timeout_s: float = 5.0,
     ) -> None:
         self._settings = settings
         self._listeners = store_listeners
         self._notifications = notifications
         self._accounts_path = accounts_path
-        self._hello_timeout_s = hello_timeout_s
-        self._send_queue = send_queue
-        self._tree_interval_s = tree_interval_s
-        self._close_timeout_s = close_timeout_s
         self._address: ConsoleAddress | None = None
         self._connections = 0
         self._slow = 0
         self._refused = 0
+        self._resets = 0
 
     async def on_start(self) -> None:
         settings = self._settings
-        server: trio_websocket.WebSocketServer = await self.context.start_service(
-            self._serve, settings.host, settings.port
-        )
-        port = server.port
+        port: int = await self.context.start_service(self._serve, settings.host, settings.port)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         self._address = ConsoleAddress(host=settings.host, port=port, url=f"ws://{host}:{port}/")
         log.info("console listening on %s", self._address.url)
@@ -176,48 +207,80 @@ class Console(Actor[ConsoleMessage]):
                     connections=self._connections,
                     slow_disconnects=self._slow,
                     refused=self._refused,
+                    resets=self._resets,
                 )
 
     async def _serve(
-        self,
-        host: str,
-        port: int,
-        task_status: trio.TaskStatus[trio_websocket.WebSocketServer] = trio.TASK_STATUS_IGNORED,
+        self, host: str, port: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        await trio_websocket.serve_websocket(
-            self._handle,
-            host,
-            port,
-            ssl_context=None,
-            disconnect_timeout=self._close_timeout_s,
-            task_status=task_status,
-        )
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = int(listeners[0].socket.getsockname()[1])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            task_status.started(bound)
 
-    async def _handle(self, request: WebSocketRequest) -> None:
-        ws = await request.accept()
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        """One TCP connection: the WebSocket handshake, ``hello``, the session, the close.
+        Whatever goes wrong ends this connection only, never the server and the others."""
+        try:
+            async with trio.open_nursery() as nursery:  # trio-websocket's reader task
+                ws: WebSocketConnection | None = None
+                try:
+                    with trio.move_on_after(self._settings.hello_timeout_s):
+                        request = await trio_websocket.wrap_server_stream(nursery, stream)
+                        ws = await request.accept()
+                    if ws is not None:  # else no WebSocket handshake in time
+                        await self._handle(ws, stream)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    if ws is not None:
+                        await self._close(ws, stream, 1000, None)
+                    await _reset(stream)
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            log.exception("console connection failed")
+
+    async def _close(
+        self, ws: WebSocketConnection, stream: trio.SocketStream, code: int, reason: str | None
+    ) -> None:
+        """Close with ``code``; never cancel the write of a frame half-way: if the client
+        does not take it within ``close_timeout_s``, reset the connection instead."""
+        if ws.closed is not None:
+            return
+        async with trio.open_nursery() as guard:
+
+            async def reset_when_late() -> None:
+                await trio.sleep(self._settings.close_timeout_s)
+                self._resets += 1
+                log.info("console client did not take its close frame; connection reset")
+                await _reset(stream)
+
+            guard.start_soon(reset_when_late)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.aclose(code, reason)
+            guard.cancel_scope.cancel()
+
+    async def _handle(self, ws: WebSocketConnection, stream: trio.SocketStream) -> None:
         try:
             principal = await self._hello(ws)
         except _Refused as refused:
             self._refused += 1
-            with trio.move_on_after(self._close_timeout_s):
-                await ws.aclose(refused.code, refused.reason)
-            return
-        except ConnectionClosed:
+            await self._close(ws, stream, refused.code, refused.reason)
             return
         self._connections += 1
         try:
-            session = _Session(self, ws, principal)
+            session = _Session(self, ws, stream, principal)
             await session.run()
-            if session.too_slow:
-                self._slow += 1
         finally:
             self._connections -= 1
 
     async def _hello(self, ws: WebSocketConnection) -> Principal:
-        with trio.move_on_after(self._hello_timeout_s) as waiting:
+        timeout = self._settings.hello_timeout_s
+        with trio.move_on_after(timeout) as waiting:
             principal = await self._check_hello(await ws.get_message())
         if waiting.cancelled_caught:
-            raise _Refused(CLOSE_HELLO_TIMEOUT, f"no hello within {self._hello_timeout_s:g} s")
+            raise _Refused(CLOSE_HELLO_TIMEOUT, f"no hello within {timeout:g} s")
         welcome = Welcome(version=PROTOCOL_VERSION, user_id=principal.id, name=principal.name)
         await ws.send_message(_encode(welcome).decode())
         return principal
@@ -246,6 +309,38 @@ class Console(Actor[ConsoleMessage]):
         return principal
 
 
+async def _reset(stream: trio.SocketStream) -> None:
+    """Drop the TCP connection at once (RST): nothing queued or half-written goes out, and a
+    task blocked writing to it is woken with an error."""
+    with contextlib.suppress(OSError):
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+    await trio.aclose_forcefully(stream)
+
+
+def _frame_state(device: Device, twin: Twin | None) -> FrameState:
+    if twin is None:
+        return FrameState(
+            frame_id=device.device_id,
+            name=device.name,
+            model=device.model,
+            online=False,
+            current_file_id=None,
+            firmware_version=device.firmware_version,
+            health_score=0,
+            last_seen=device.last_seen,
+        )
+    return FrameState(
+        frame_id=device.device_id,
+        name=device.name,
+        model=device.model,
+        online=twin.online,
+        current_file_id=twin.current_file_id,
+        firmware_version=twin.firmware_version or device.firmware_version,
+        health_score=twin.health_score,
+        last_seen=twin.last_seen or device.last_seen,
+    )
+
+
 def _event_matches(entry: Entry, name: str, wanted: EventFilter) -> bool:
     if wanted.name_prefix is not None and not name.startswith(wanted.name_prefix):
         return False
@@ -262,28 +357,44 @@ def _event_matches(entry: Entry, name: str, wanted: EventFilter) -> bool:
 class _Session:
     """One authenticated connection: its send queue, its streams, its commands."""
 
-    def __init__(self, console: Console, ws: WebSocketConnection, principal: Principal) -> None:
+    def __init__(
+        self,
+        console: Console,
+        ws: WebSocketConnection,
+        stream: trio.SocketStream,
+        principal: Principal,
+    ) -> None:
         self.console = console
+        self.settings = console._settings
         self.ws = ws
+        self.stream = stream
         self.principal = principal
         self.system = console.context.system
         self.too_slow = False
-        self._send, self._queue = trio.open_memory_channel[ServerMessage](console._send_queue)
+        self._send, self._queue = trio.open_memory_channel[ServerMessage](self.settings.send_queue)
         self._streams: dict[Stream, trio.CancelScope] = {}
         self._tap: Any = None
+        self._watch: Any = None
+        self._dirty: dict[Stream, trio.Event] = {}
         self._work: trio.Nursery | None = None
         self._sender_done = trio.Event()
 
     def post(self, message: ServerMessage) -> None:
-        """Queue ``message`` without waiting; a full queue closes the connection (4008)."""
+        """Queue ``message`` without waiting; a full queue ends the session (4008)."""
         if self.too_slow:
             return
         try:
             self._send.send_nowait(message)
         except trio.WouldBlock:
             self.too_slow = True
+            self.console._slow += 1
+            log.info(
+                "console %s too slow (%d messages unsent); closing",
+                self.principal.name,
+                self.settings.send_queue,
+            )
             self._send.close()
-            # The tap stays listed until ``run`` ends: this may run inside the store's loop
+            # The taps stay listed until ``run`` ends: this may run inside the store's loop
             # over its commit listeners, which must not change under it.
             if self._work is not None:
                 self._work.cancel_scope.cancel()
@@ -298,15 +409,29 @@ class _Session:
                     self._work = work
                     work.start_soon(self._reader, connection.cancel_scope)
                 # Here only when the client was too slow: the reader never returns otherwise.
-                with trio.move_on_after(self.console._close_timeout_s):
+                # The sender finishes the message it is writing (if the client takes it)...
+                async with trio.open_nursery() as guard:
+
+                    async def reset_when_late() -> None:
+                        await trio.sleep(self.settings.close_timeout_s)
+                        self.console._resets += 1
+                        log.info("console %s stalled; connection reset", self.principal.name)
+                        await _reset(self.stream)
+
+                    guard.start_soon(reset_when_late)
                     await self._sender_done.wait()
-                    await self.ws.aclose(
-                        CLOSE_TOO_SLOW,
-                        f"too slow: more than {self.console._send_queue} messages unsent",
-                    )
+                    guard.cancel_scope.cancel()
+                # ... then the close frame follows it, whole.
+                await self.console._close(
+                    self.ws,
+                    self.stream,
+                    CLOSE_TOO_SLOW,
+                    f"too slow: more than {self.settings.send_queue} messages unsent",
+                )
                 connection.cancel_scope.cancel()
         finally:
             self._stop_tap()
+            self._stop_watch()
             self._send.close()
 
     async def _sender(self, connection: trio.CancelScope) -> None:
@@ -359,8 +484,12 @@ class _Session:
         self._streams[stream] = scope
         if stream == "tree":
             self._work.start_soon(self._tree, scope)
+        elif stream == "notifications":
+            self._work.start_soon(self._notifications_stream, scope)
         else:
-            self._work.start_soon(self._notifications, scope)
+            self._dirty[stream] = trio.Event()
+            self._start_watch()
+            self._work.start_soon(self._snapshots, stream, scope)
 
     def _stop(self, stream: Stream) -> None:
         if stream == "events":
@@ -368,6 +497,7 @@ class _Session:
         scope = self._streams.pop(stream, None)
         if scope is not None:
             scope.cancel()
+        self._dirty.pop(stream, None)
 
     def _start_tap(self, wanted: EventFilter) -> None:
         def tap(entries: list[Entry]) -> None:
@@ -385,6 +515,27 @@ class _Session:
                 self.console._listeners.remove(self._tap)
             self._tap = None
 
+    def _start_watch(self) -> None:
+        """One commit listener for the snapshot streams: it marks the ones a commit concerns."""
+        if self._watch is not None:
+            return
+
+        def watch(entries: list[Entry]) -> None:
+            names = [entry.event.event_name for entry in entries]
+            for stream, dirty in self._dirty.items():
+                prefixes = _SNAPSHOT_STREAMS[stream]
+                if "" in prefixes or any(n.startswith(prefixes) for n in names):
+                    dirty.set()
+
+        self._watch = watch
+        self.console._listeners.append(watch)
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            with contextlib.suppress(ValueError):
+                self.console._listeners.remove(self._watch)
+            self._watch = None
+
     async def _tree(self, scope: trio.CancelScope) -> None:
         with scope:
             last = None
@@ -393,14 +544,74 @@ class _Session:
                 if snapshot != last:
                     last = snapshot
                     self.post(TreeMessage(root=snapshot))
-                await trio.sleep(self.console._tree_interval_s)
+                await trio.sleep(self.settings.tree_interval_s)
 
-    async def _notifications(self, scope: trio.CancelScope) -> None:
+    async def _notifications_stream(self, scope: trio.CancelScope) -> None:
         with scope:
             while True:  # the feed cuts a subscriber off only if this task fell behind
-                with self.console._notifications.subscribe(self.console._send_queue) as feed:
+                with self.console._notifications.subscribe(self.settings.send_queue) as feed:
                     async for notification in feed:
                         self.post(NotificationMessage(notification=notification))
+
+    async def _snapshots(self, stream: Stream, scope: trio.CancelScope) -> None:
+        """Send ``stream``'s list at once, then whenever it changed."""
+        load: Callable[[], Awaitable[ServerMessage]] = getattr(self, f"_load_{stream}")
+        with scope:
+            last: ServerMessage | None = None
+            while True:
+                self._dirty[stream] = trio.Event()
+                try:
+                    current = await load()
+                except Exception as error:  # its actor is restarting: try again later
+                    log.debug("console stream %s: %r", stream, error)
+                else:
+                    if current != last:
+                        last = current
+                        self.post(current)
+                with trio.move_on_after(self.settings.refresh_interval_s):
+                    await self._dirty[stream].wait()
+                    await trio.sleep(self.settings.tree_interval_s)  # let a burst settle
+
+    async def _load_frames(self) -> FramesMessage:
+        devices: list[Device] = []
+        cursor: str | None = None
+        while True:
+            page: DevicePage = await self._ask(
+                DEVICES_PATH, ListDevices(limit=MAX_PAGE, cursor=cursor)
+            )
+            devices.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        frames = []
+        for device in devices:
+            twin: Twin | None
+            try:
+                twin = await self._ask(f"{FRAMES_PATH}/{device.device_id}", GetTwin())
+            except ActorNotFound:  # just paired: its proxy is starting
+                twin = None
+            frames.append(_frame_state(device, twin))
+        return FramesMessage(frames=frames)
+
+    async def _load_campaigns(self) -> CampaignsMessage:
+        page: CampaignPage = await self._ask(OTA_PATH, ListCampaigns(limit=CAMPAIGNS_SHOWN))
+        return CampaignsMessage(campaigns=page.items)
+
+    async def _load_alerts(self) -> AlertsMessage:
+        active: AlertPage = await self._ask(
+            TELEMETRY_PATH, ListAlerts(state="active", limit=ALERTS_SHOWN)
+        )
+        acknowledged: AlertPage = await self._ask(
+            TELEMETRY_PATH, ListAlerts(state="acknowledged", limit=ALERTS_SHOWN)
+        )
+        alerts = sorted(
+            active.items + acknowledged.items, key=lambda a: a.triggered_at, reverse=True
+        )
+        return AlertsMessage(alerts=alerts)
+
+    async def _load_dead_letters(self) -> DeadLettersMessage:
+        letters: list[ParkedEvent] = await self._ask(JOURNAL_KEEPER_PATH, ListDeadLetters())
+        return DeadLettersMessage(dead_letters=letters[-DEAD_LETTERS_SHOWN:])
 
     # -- commands --------------------------------------------------------------------------------
 

@@ -1,12 +1,47 @@
 """The console's wire protocol: JSON text messages, one msgspec Struct each, tagged by ``type``.
 
-A client opens with ``hello`` (protocol ``version`` and an admin's API token) and is answered
-``welcome``; then it may ``subscribe`` to streams and send ``command``s, in any order. Every
-``command`` is answered by one ``reply`` carrying its ``id``. Anything the server cannot read
-is answered by an ``error`` and the connection stays open.
+Version 1. A client opens with ``hello`` (``version`` and an admin's API token) and is answered
+``welcome``; then it may ``subscribe``/``unsubscribe`` to streams and send ``command``s, in any
+order. Every ``command`` is answered by exactly one ``reply`` carrying its ``id``. Anything the
+server cannot read or act on is answered by an ``error`` and the connection stays open.
 
-Close codes: 4400 unsupported version or a first message that is not ``hello``, 4401 bad or
-missing token, 4403 not an admin, 4408 no ``hello`` in time, 4008 the client reads too slowly.
+Client to server (``type``): ``hello`` {version, token}; ``subscribe`` {streams,
+event_filter?}; ``unsubscribe`` {streams}; ``command`` {id, action, ...arguments}.
+
+Server to client (``type``): ``welcome`` {version, user_id, name}; ``event`` {seq, name,
+event}; ``tree`` {root}; ``notification`` {notification}; ``frames`` {frames}; ``campaigns``
+{campaigns}; ``alerts`` {alerts}; ``dead_letters`` {dead_letters}; ``reply`` {id, ok, error,
+result}; ``error`` {message}.
+
+Streams (live views, never replays of the past):
+
+* ``events``: each journal event as it commits, filtered by ``event_filter`` (name prefix,
+  frame, correlation id).
+* ``tree``: the supervision tree (path, state, restarts, mailbox depth, last error), sent at
+  once and again whenever it changed.
+* ``notifications``: each notification the notifier stores.
+* ``frames``: every paired frame (online, the photo it shows, firmware, health).
+* ``campaigns``: the newest OTA campaigns' summaries (state, batch, counts per device state).
+* ``alerts``: the open alerts (active and acknowledged), newest first.
+* ``dead_letters``: the journal's dead letters (events a subscriber gave up on).
+
+The last four are whole lists: sent at once on subscribing, then again whenever the list
+changed (checked on a related event and every ``refresh_interval_s``); the client replaces
+what it shows.
+
+Commands (``action``, then its arguments): ``frame.next`` / ``frame.sync`` /
+``frame.restart`` {frame_id}, ``frame.show`` {frame_id, file_id}; ``campaign.start`` /
+``.pause`` / ``.resume`` / ``.cancel`` / ``.rollback`` / ``.retry-failed`` {campaign_id};
+``alert.acknowledge`` {alert_id}, ``alert.resolve`` {alert_id, note?}; ``fault.inject``
+{fault} (result ``{rule_id}``), ``fault.remove`` {rule_id}; ``dead-letter.replay``
+{letter_id}. They go through the same actor messages as the HTTP API; ``result`` is the
+actor's answer (a frame command's view, the campaign, the alert, the dead letter).
+
+Close codes: 4400 unsupported version or a first message that is not ``hello``; 4401 bad or
+missing token; 4403 not an admin; 4408 no ``hello`` within ``hello_timeout_s``; 4008 the
+client reads too slowly (more than ``send_queue`` messages waiting). A client that does not
+even take its close frame within ``close_timeout_s`` has its TCP connection reset (seen as
+1006, abnormal closure).
 """
 
 from __future__ import annotations
@@ -16,7 +51,10 @@ from typing import Annotated, Literal
 import msgspec
 
 from actors.events import AnyEvent
+from actors.journal import ParkedEvent
 from actors.notifier import Notification
+from actors.ota import CampaignSummary
+from actors.telemetry import AlertView
 from supervision import ActorSnapshot, FaultRule
 
 PROTOCOL_VERSION = 1
@@ -27,7 +65,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_TOO_SLOW = 4008
 
-Stream = Literal["events", "tree", "notifications"]
+Stream = Literal["events", "tree", "notifications", "frames", "campaigns", "alerts", "dead_letters"]
 
 Action = Literal[
     "frame.next",
@@ -145,6 +183,47 @@ class NotificationMessage(
     notification: Notification
 
 
+class FrameState(msgspec.Struct, frozen=True, kw_only=True):
+    """One frame as the console shows it (its proxy's twin and its registry entry)."""
+
+    frame_id: str
+    name: str
+    model: str
+    online: bool
+    current_file_id: str | None
+    firmware_version: str | None
+    health_score: int
+    last_seen: str | None
+
+
+class FramesMessage(msgspec.Struct, frozen=True, kw_only=True, tag="frames", tag_field="type"):
+    """Every paired frame, oldest pairing first; sent whenever one of them changed."""
+
+    frames: list[FrameState]
+
+
+class CampaignsMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag="campaigns", tag_field="type"
+):
+    """The newest campaigns, newest first; sent whenever one of them changed."""
+
+    campaigns: list[CampaignSummary]
+
+
+class AlertsMessage(msgspec.Struct, frozen=True, kw_only=True, tag="alerts", tag_field="type"):
+    """The open (active or acknowledged) alerts, newest first; sent whenever they changed."""
+
+    alerts: list[AlertView]
+
+
+class DeadLettersMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag="dead_letters", tag_field="type"
+):
+    """The journal's dead letters, oldest first; sent whenever they changed."""
+
+    dead_letters: list[ParkedEvent]
+
+
 class Reply(msgspec.Struct, frozen=True, kw_only=True, tag="reply", tag_field="type"):
     """The outcome of the command ``id``: ``result`` (the actor's answer) or ``error``."""
 
@@ -160,7 +239,18 @@ class ErrorMessage(msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_f
     message: str
 
 
-ServerMessage = Welcome | EventMessage | TreeMessage | NotificationMessage | Reply | ErrorMessage
+ServerMessage = (
+    Welcome
+    | EventMessage
+    | TreeMessage
+    | NotificationMessage
+    | FramesMessage
+    | CampaignsMessage
+    | AlertsMessage
+    | DeadLettersMessage
+    | Reply
+    | ErrorMessage
+)
 
 
 class FaultInstalled(msgspec.Struct, frozen=True, kw_only=True):
