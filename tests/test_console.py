@@ -241,6 +241,13 @@ async def test_frame_and_campaign_commands_go_through_the_domain_actors(tmp_path
             assert issued.command_id == view["command_id"]
             assert issued.audit == Audit.user(admin.user_id)
 
+            restart = await command(ws, action="frame.restart", frame_id=frame.device_id)
+            assert restart["ok"] is True and restart["result"]["command"] == "restart"
+            show = await command(ws, action="frame.show", frame_id=frame.device_id, file_id="x")
+            assert show["ok"] is False and "not in this frame's albums" in show["error"]
+            issued_names = [e.command for e in await hub.events("frame.command_issued")]
+            assert issued_names == ["sync", "restart"]
+
             unknown = await command(ws, action="frame.next", frame_id="no-such-frame")
             assert unknown["ok"] is False and unknown["error"]
             missing = await command(ws, action="frame.next")
@@ -482,6 +489,34 @@ async def test_campaign_commands_act_and_the_campaigns_stream_follows(tmp_path: 
             resumed = await command(ws, action="campaign.resume", campaign_id=campaign_id)
             assert resumed["ok"] is True and resumed["result"]["state"] == "running"
             await next_list(ws, "campaigns", lambda items: items[0]["state"] == "running")
+
+            # The update fails (1 of 1: past the threshold, it pauses); retry-failed sends it
+            # again, it completes; rollback sends the frame back; a second campaign is cancelled.
+            await scripted.report(update, "failed", error="disk full")
+            await ota.until_campaign(hub, admin, campaign_id, lambda v: v["state"] == "paused")
+            retried = await command(ws, action="campaign.retry-failed", campaign_id=campaign_id)
+            assert retried["ok"] is True and retried["result"]["state"] == "running", retried
+            again_sent = await scripted.command(1)
+            assert again_sent.command == "update_firmware"
+            assert again_sent.command_id != update.command_id
+            await scripted.update(again_sent)
+            await ota.until_campaign(hub, admin, campaign_id, lambda v: v["state"] == "completed")
+
+            rollback = await command(ws, action="campaign.rollback", campaign_id=campaign_id)
+            assert rollback["ok"] is True, rollback
+            back = await scripted.command(2)
+            assert back.command == "rollback_firmware"
+            await scripted.report(back, "rolled_back", version="1.0.0")
+            await next_list(ws, "campaigns", lambda items: items[0]["state"] == "rolled_back")
+
+            second = await ota.new_campaign(
+                hub, admin, firmware_id=stored["firmware_id"], models=["FH-10"], batch_size=1
+            )
+            cancelled = await command(
+                ws, action="campaign.cancel", campaign_id=second["campaign_id"]
+            )
+            assert cancelled["ok"] is True and cancelled["result"]["state"] == "cancelled"
+            assert len(await hub.events("update.cancelled")) == 1
 
 
 async def test_alert_commands_act_and_the_alerts_stream_follows(tmp_path: Path) -> None:
