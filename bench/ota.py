@@ -66,7 +66,7 @@ async def _campaign(hub: BenchHub, admin: str, campaign_id: str) -> dict[str, An
     return view
 
 
-async def _download_floor(hub: BenchHub, url: str, token: str, frames: int, batch: int) -> float:
+async def _download_floor(url: str, token: str, frames: int, batch: int) -> float:
     """Seconds to download the image ``frames`` times, ``batch`` at a time."""
     limit = trio.Semaphore(batch)
     started = time.perf_counter()
@@ -101,7 +101,7 @@ async def measure(directory: Path, frames: int, batch: int, health_check_s: floa
             firmware = reply.raise_for_status().json()
             url = f"{hub.base_url}/api/v1/firmware/{firmware['firmware_id']}/download"
             _progress(f"baseline: {frames} downloads of the image, {batch} at a time")
-            download_floor = await _download_floor(hub, url, frame_token, frames, batch)
+            download_floor = await _download_floor(url, frame_token, frames, batch)
             _progress(f"campaign: {frames} frames in batches of {batch}")
             me = psutil.Process()
             cpu_before = sum(me.cpu_times()[:2])

@@ -43,6 +43,14 @@ def _redact(url: str) -> str:
     return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
+def _check_http_url(url: str, field: str) -> None:
+    """Accept an empty ``url`` or an http(s):// one; else ``ValueError`` naming ``field``."""
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{field}: must be empty or an http(s):// URL, got {url!r}")
+
+
 def _split_mqtt_url(url: str) -> SplitResult:
     """Parse ``mqtt://[user[:pass]@]host[:port]``; raise ``ValueError`` naming the ``url`` field."""
     problem = f"url: must be mqtt://[user:pass@]host[:port], got {_redact(url)!r}"
@@ -73,12 +81,7 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     rate_limit_per_minute: PositiveInt = 600
 
     def __post_init__(self) -> None:
-        if self.public_url:
-            parts = urlsplit(self.public_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(
-                    f"public_url: must be empty or an http(s):// URL, got {self.public_url!r}"
-                )
+        _check_http_url(self.public_url, "public_url")
 
     def base_url(self, actual_port: int) -> str:
         """The URL frames should use to reach this server, without a trailing slash.
@@ -239,12 +242,7 @@ class NotifierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     def __post_init__(self) -> None:
         _require_finite(self)
-        if self.webhook_url:
-            parts = urlsplit(self.webhook_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(
-                    f"webhook_url: must be empty or an http(s):// URL, got {self.webhook_url!r}"
-                )
+        _check_http_url(self.webhook_url, "webhook_url")
         if self.webhook_backoff_min_s > self.webhook_backoff_max_s:
             raise ValueError(
                 "webhook_backoff_min_s: must not exceed webhook_backoff_max_s "

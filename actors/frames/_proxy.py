@@ -452,12 +452,8 @@ class FrameProxy(Actor[ProxyMessage]):
                 await self._heartbeat(beat)
             case wire.FrameStatus() as status:
                 await self._status(status)
-            case wire.Telemetry():
-                self._heard()
-                if not self._online:
-                    await self._set_online(True, "", resync=True)
             case _:
-                pass  # OTA progress belongs to the OTA campaigns
+                pass  # telemetry and OTA progress go to their own actors, not here
 
     def _heard(self) -> None:
         self._heard_at = trio.current_time()

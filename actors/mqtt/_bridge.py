@@ -1,11 +1,12 @@
 """``/infra/mqtt``: the hub's one MQTT connection, between the broker and the actors.
 
 Inbound, frame topics (``frames/+/status|heartbeat|telemetry|ota|availability``) are checked
-and decoded with msgspec into the ``wire`` types and told to the frame's proxy
-(``/frames/<id>``). Anything that does not fit (a payload too big or malformed, a frame the
-hub does not know, a payload naming another frame, a proxy too busy to take it) is dropped,
-counted by reason and logged at most once a minute per reason: bad input never crashes the
-bridge.
+and decoded with msgspec into the ``wire`` types: status, heartbeats and availability are
+told to the frame's proxy (``/frames/<id>``), telemetry and heartbeats to the telemetry actor
+(one ``TelemetryInbound`` per inbound batch), OTA progress to the OTA actor. Anything that
+does not fit (a payload too big or malformed, a frame the hub does not know, a payload naming
+another frame, a proxy too busy to take it) is dropped, counted by reason and logged at most
+once a minute per reason: bad input never crashes the bridge.
 
 Outbound, what must not be lost comes from the journal (consumer ``mqtt``): album changes,
 photo metadata, frame syncs and commands. A batch of events becomes a batch of publishes sent
@@ -86,7 +87,7 @@ class FrameInbound(msgspec.Struct, frozen=True):
     """Told to a frame proxy (status, heartbeat, availability) or to the OTA actor (``ota``):
     what a frame published, already decoded and checked against its topic."""
 
-    payload: wire.FrameStatus | wire.Heartbeat | wire.Telemetry | wire.OtaProgress | Availability
+    payload: wire.FrameStatus | wire.Heartbeat | wire.OtaProgress | Availability
 
 
 class TelemetryInbound(msgspec.Struct, frozen=True, kw_only=True):
