@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint system-deps test-system-deps clean
+.PHONY: run test test-long lint system-deps test-system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "framehub needs Python 3.11 or newer"'
@@ -32,8 +32,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# PYTEST_ARGS passes options through, e.g. `make test PYTEST_ARGS="--seed 42"`.
 test: test-system-deps $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The reliability suite at full length: every fault on its own, many kills, a longer soak.
+test-long:
+	$(MAKE) test PYTEST_ARGS="--long $(PYTEST_ARGS)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

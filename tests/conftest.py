@@ -1,4 +1,9 @@
-"""Shared helpers of the runtime tests: an event log that tests wait on instead of sleeping."""
+"""Shared helpers of the tests: an event log that tests wait on instead of sleeping, and the
+switches of the reliability suite.
+
+``--long`` runs the reliability suite at full length (every fault on its own, many kills, a
+longer soak) instead of the seeded subset CI runs; ``--seed N`` picks the seed of its random
+choices (faults, kill moments, fuzz), so a failing run repeats exactly."""
 
 from __future__ import annotations
 
@@ -38,3 +43,39 @@ class EventLog:
 @pytest.fixture
 def events() -> EventLog:
     return EventLog()
+
+
+DEFAULT_SEED = 8
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("framehub reliability suite")
+    group.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the reliability suite at full length instead of its seeded CI subset",
+    )
+    group.addoption(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the reliability suite's random choices (default {DEFAULT_SEED})",
+    )
+
+
+@pytest.fixture
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """True under ``--long``: run every case instead of the seeded subset."""
+    return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The ``--seed`` of this run's random choices."""
+    return int(request.config.getoption("--seed"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    length = "full length (--long)" if config.getoption("--long") else "seeded subset"
+    return f"framehub reliability suite: {length}, --seed {config.getoption('--seed')}"
