@@ -275,6 +275,12 @@ async def test_malformed_messages_get_errors_and_the_connection_keeps_working(
                     error = await receive(ws)
                 assert error["type"] == "error" and error["message"], (bad, error)
             assert hub.system.faults.installed() == []
+            # A crash rule must end: one without ``times`` would stop the whole hub.
+            for fault in ({"action": "crash", "path": "*"},
+                          {"action": "crash", "path": "/domain/*", "times": 101}):  # fmt: skip
+                reply = await command(ws, action="fault.inject", fault=fault)
+                assert reply["ok"] is False and "needs times" in reply["error"], reply
+            assert hub.system.faults.installed() == []
             reply = await command(ws, action="fault.remove", rule_id=7)
             assert reply["ok"] is False and reply["error"] == "no fault rule 7"
         # Not even WebSocket: that connection is dropped, the server goes on.

@@ -145,6 +145,20 @@ async def test_a_frame_fetches_frame_versions_for_itself_only(tmp_path: Path) ->
         hall = await hub.pair_frame(admin, "Hall", width=800, height=480)
         kitchen = await hub.pair_frame(admin, "Kitchen")
         file_id = await uploaded(hub, alice, seed=21)
+        # A frame fetches the photos of the albums it shows.
+        client = hub.client
+        album = body_of(await client.post("/api/v1/albums", json={"name": "H"}, headers=alice.auth))
+        added = await client.post(
+            f"/api/v1/albums/{album['album_id']}/photos",
+            json={"file_id": file_id},
+            headers=alice.auth,
+        )
+        body_of(added)
+        shows = {"album_ids": [album["album_id"]]}
+        body_of(
+            await client.put(f"{DEVICES}/{hall.device_id}/albums", json=shows, headers=admin.auth),
+            200,
+        )
 
         own = await download(hub, hall, frame_url(file_id))
         assert decoded(own.content).size == (800, 480)
@@ -152,7 +166,7 @@ async def test_a_frame_fetches_frame_versions_for_itself_only(tmp_path: Path) ->
         assert named.content == own.content
         assert await cached_for(hub, alice, file_id) == [hall.device_id]
 
-        client, url = hub.client, f"/api/v1/files/download/{file_id}"
+        url = f"/api/v1/files/download/{file_id}"
         problem(await client.get(frame_url(file_id, kitchen.device_id), headers=hall.auth), 403)
         problem(await client.get(url, headers=hall.auth), 403)
         for size in ("original", "thumbnail", "hd"):

@@ -155,7 +155,7 @@ async def test_the_firmware_form_is_documented_and_the_ota_limit_applies(tmp_pat
     ``/openapi.json`` still describes its multipart form."""
     async with running_hub(tmp_path, OTA__MAX_FIRMWARE_BYTES="4096") as hub:
         admin = await hub.new_user(admin=True)
-        document = body_of(await hub.client.get("/openapi.json"), 200)
+        document = body_of(await hub.client.get("/openapi.json", headers=admin.auth), 200)
         body = document["paths"]["/api/v1/firmware"]["post"]["requestBody"]
         schema = body["content"]["multipart/form-data"]["schema"]
         assert set(schema["properties"]) == {"file", "version", "model", "min_hw_version", "notes"}

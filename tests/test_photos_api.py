@@ -874,7 +874,9 @@ async def test_a_crash_mid_upload_loses_and_duplicates_nothing(
 
 async def test_openapi_lists_every_route_and_the_probes_answer(tmp_path: Path) -> None:
     async with running_hub(tmp_path) as hub:
-        response = await hub.client.get("/openapi.json")
+        problem(await hub.client.get("/openapi.json"), 401)
+        user = await hub.new_user()
+        response = await hub.client.get("/openapi.json", headers=user.auth)
         assert response.status_code == 200
         document = response.json()
         assert document["openapi"].startswith("3.1")

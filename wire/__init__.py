@@ -9,7 +9,7 @@ payload are ignored, so an older frame keeps working with a newer hub.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -19,6 +19,15 @@ bigger is dropped unread."""
 MAX_SYNC_BYTES = 32 * 1024 * 1024
 """Largest ``frames/<id>/sync`` a frame accepts: a sync lists every photo (about 250 bytes
 each), so a frame showing 100,000 photos still gets its sync."""
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""An integer a frame reports: 64-bit signed, as the hub stores it. JSON numbers have no
+bound, so a payload with a larger one is malformed rather than a value the hub cannot keep."""
+SAMPLE_LIMIT = 1e300
+Sample = Annotated[float, msgspec.Meta(ge=-SAMPLE_LIMIT, le=SAMPLE_LIMIT)]
+"""A number a frame reports as a telemetry sample: within +-1e300, so that the hub's sums of a
+minute's samples stay finite (two samples near the largest double would add up to infinity);
+a payload with a larger one is malformed."""
 
 HUB_AVAILABILITY = "hub/availability"
 ONLINE = "online"
@@ -230,7 +239,7 @@ class FrameStatus(msgspec.Struct, frozen=True, kw_only=True):
     file_id: str | None = None
     command_id: str | None = None
     error: str | None = None
-    sync_version: int | None = None
+    sync_version: Int64 | None = None
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,20 +247,20 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
 
     frame_id: str
     firmware_version: str
-    uptime_s: float
-    free_bytes: int
+    uptime_s: Sample
+    free_bytes: Int64
     timestamp: str
     interval_s: float = 30.0
-    sync_version: int = 0
+    sync_version: Int64 = 0
     current_file_id: str | None = None
-    cached_photos: int = 0
+    cached_photos: Int64 = 0
 
 
 class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
     """``frames/<frame_id>/telemetry`` (QoS 1): named numeric samples."""
 
     frame_id: str
-    metrics: dict[str, float]
+    metrics: dict[str, Sample]
     timestamp: str
 
 
@@ -322,6 +331,7 @@ __all__ = [
     "MAX_SYNC_BYTES",
     "OFFLINE",
     "ONLINE",
+    "SAMPLE_LIMIT",
     "CommandArgs",
     "CommandName",
     "DisplaySettings",
@@ -329,6 +339,7 @@ __all__ = [
     "FrameStatus",
     "FrameSync",
     "Heartbeat",
+    "Int64",
     "MetadataUpdated",
     "MqttCredentials",
     "OtaProgress",
@@ -338,6 +349,7 @@ __all__ = [
     "PhotoAdded",
     "PhotoMetadata",
     "PhotoRemoved",
+    "Sample",
     "SignedCommand",
     "SyncPhoto",
     "Telemetry",

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from actors.console import CONSOLE_PATH, ConsoleAddress, GetConsoleAddress
 from actors.errors import NotFound
-from actors.http import RequestContext, api_route
+from actors.http import RequestContext, api_route, file_response
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "console" / "static"
 
@@ -33,8 +33,11 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def console_page(context: RequestContext, _: None) -> Response:
-    return FileResponse(
-        STATIC_DIR / "console.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE
+    return file_response(
+        context.request,
+        STATIC_DIR / "console.html",
+        media_type="text/html; charset=utf-8",
+        headers=_NO_CACHE,
     )
 
 
@@ -43,7 +46,9 @@ async def console_asset(context: RequestContext, _: None) -> Response:
     media_type = _ASSETS.get(name)
     if media_type is None:
         raise NotFound(f"no console asset {name!r}")
-    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_NO_CACHE)
+    return file_response(
+        context.request, STATIC_DIR / name, media_type=media_type, headers=_NO_CACHE
+    )
 
 
 def _host_name(host_header: str) -> str:
@@ -68,6 +73,7 @@ CONSOLE_PAGE_ROUTES = (
         console_page,
         auth=None,
         media_type="text/html",
+        download=True,
         tags=("console",),
         summary="the operator console (its WebSocket asks for an admin's token)",
     ),
@@ -85,7 +91,8 @@ CONSOLE_PAGE_ROUTES = (
         "/console/{asset}",
         console_asset,
         auth=None,
-        media_type="text/plain",
+        media_type="text/*",
+        download=True,
         errors=(404,),
         tags=("console",),
         summary="the console page's stylesheet and script",

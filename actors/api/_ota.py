@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from actors.devices import MAX_TEXT_LENGTH
-from actors.errors import Forbidden, NotFound
+from actors.errors import Forbidden
 from actors.http import (
     ApiRoute,
     Page,
@@ -18,6 +18,7 @@ from actors.http import (
     RequestContext,
     UploadForm,
     api_route,
+    file_response,
     receive_upload,
 )
 from actors.ota import (
@@ -127,18 +128,15 @@ async def download_firmware(context: RequestContext, _: None) -> Response:
 
 
 def _image(context: RequestContext, image: FirmwareFile) -> Response:
-    etag = f'"{image.sha256}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if etag in {tag.strip() for tag in context.request.headers.get("if-none-match", "").split(",")}:
-        return Response(status_code=304, headers=headers)
-    if not Path(image.path).is_file():
-        raise NotFound("the firmware image is missing from the store")
-    # FileResponse answers Range (206 Partial Content), so an interrupted download resumes.
-    return FileResponse(
+    # file_response answers Range (206 Partial Content), so an interrupted download resumes.
+    return file_response(
+        context.request,
         image.path,
         media_type="application/octet-stream",
-        headers=headers,
+        etag=f'"{image.sha256}"',
+        headers={"Cache-Control": IMMUTABLE},
         filename=image.file_name,
+        missing="the firmware image is missing from the store",
     )
 
 
@@ -278,6 +276,7 @@ OTA_ROUTES: tuple[ApiRoute, ...] = (
         "/api/v1/firmware/{firmware_id}/download",
         download_firmware,
         media_type="application/octet-stream",
+        download=True,
         auth="user_or_frame",
         errors=(403, 404),
         tags=("ota",),

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
+from actors.album import ALBUM_PATH, AlbumContents, GetAlbumContents
 from actors.devices import DEVICES_PATH, Device, GetDevice
 from actors.errors import BadRequest, Forbidden, NotFound
-from actors.http import PageQuery, RequestContext, StagedUpload, UploadForm, api_route
+from actors.http import (
+    PageQuery,
+    RequestContext,
+    StagedUpload,
+    UploadForm,
+    api_route,
+    file_response,
+)
 from actors.media import (
     GetFrameVersion,
     GetPhoto,
@@ -112,14 +119,14 @@ async def get_photo(context: RequestContext, _: None) -> PhotoView:
 
 
 def _file(context: RequestContext, path: str, content_type: str, sha256: str) -> Response:
-    etag = f'"{sha256}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if etag in {tag.strip() for tag in context.request.headers.get("if-none-match", "").split(",")}:
-        return Response(status_code=304, headers=headers)
-    if not Path(path).is_file():
-        # Deleted between the reply and now (the photo is going away): gone, not an error.
-        raise NotFound("the file is no longer there")
-    return FileResponse(path, media_type=content_type, headers=headers)
+    # Deleted between the reply and now (the photo is going away): gone (404), not an error.
+    return file_response(
+        context.request,
+        path,
+        media_type=content_type,
+        etag=f'"{sha256}"',
+        headers={"Cache-Control": IMMUTABLE},
+    )
 
 
 async def _frame_version(
@@ -128,7 +135,8 @@ async def _frame_version(
     """The photo made to cover the panel of ``frame_id`` exactly, recorded as cached for it.
 
     A user gets versions of their own photos for any paired frame; a frame gets them for
-    itself only (``frame_id`` defaults to it).
+    itself only (``frame_id`` defaults to it), and only of the photos in the albums it is
+    assigned: any other photo is as unknown to it as a photo that does not exist.
     """
     principal = context.principal
     owner: str | None = None
@@ -141,6 +149,12 @@ async def _frame_version(
     else:
         owner = principal.id
     device: Device = await context.ask(DEVICES_PATH, GetDevice(device_id=frame_id))
+    if owner is None:
+        shown: AlbumContents = await context.ask(
+            ALBUM_PATH, GetAlbumContents(album_ids=device.album_ids)
+        )
+        if not any(file_id in photos for photos in shown.photos.values()):
+            raise NotFound(f"no photo {file_id}")
     width, height = device.panel
     version: VersionBlob = await context.ask(
         MEDIA,
@@ -160,7 +174,7 @@ async def download(context: RequestContext, _: None) -> Response:
     query = context.query(DownloadQuery)
     file_id = context.path_params["file_id"]
     if context.principal.kind == "frame" and query.size != "frame":
-        # Until albums are assigned to frames, a frame has no claim to anyone's originals.
+        # A frame shows its panel's version: it has no claim to anyone's originals.
         raise Forbidden("a frame may only fetch versions made for it (size=frame)")
     if query.size == "original":
         original = await context.ask(
@@ -195,6 +209,7 @@ PHOTO_ROUTES = (
         upload=UploadForm(fields=("metadata",)),
         response=UploadedFile,
         status=201,
+        other_statuses=(200,),
         errors=(400, 413, 415, 422, 507),
         tags=("photos",),
         summary="upload a photo (JPEG, PNG, WebP, GIF, HEIC/HEIF); 200 if the same bytes exist",
@@ -223,11 +238,12 @@ PHOTO_ROUTES = (
         download,
         query=DownloadQuery,
         media_type="image/*",
+        download=True,
         auth="user_or_frame",
         errors=(400, 403, 404),
         tags=("photos",),
         summary="the original bytes or a version (ETag; 304 on If-None-Match); "
-        "a frame may fetch only size=frame, for itself",
+        "a frame may fetch only size=frame, for itself, of the photos in its albums",
     ),
     api_route(
         "DELETE",

@@ -2,9 +2,11 @@
 
 The actor serves the protocol of ``_protocol`` on the configured host and port for as long as
 it lives, one task group per connection. A connection must say ``hello`` with an admin's token
-within ``hello_timeout_s``; tokens are checked by ``/domain/accounts``. Commands go through the
-same actor messages as the HTTP API (so the same checks and the same events); fault rules are
-installed on the actor system's injector.
+within ``hello_timeout_s``; tokens are checked by ``/domain/accounts``, except from an address
+whose tokens failed too often lately (``failed_auth_per_minute``, as in the HTTP API): that
+one is closed with 4429 unchecked. Commands go through the same actor messages as the HTTP
+API (so the same checks and the same events); fault rules are installed on the actor system's
+injector.
 
 Streams are live views, never replays: ``events`` taps the store's commit listener (the events
 of each commit, as it commits), ``tree`` compares the runtime's snapshot every
@@ -41,6 +43,7 @@ from actors.devices import DEVICES_PATH, Device, DevicePage, GetDevice, ListDevi
 from actors.errors import Unauthorized
 from actors.events import new_id
 from actors.frames import FRAMES_PATH, GetTwin, SendCommand, Twin
+from actors.http import RateLimiter, retry_after
 from actors.journal import ListDeadLetters, ParkedEvent, ReplayDeadLetter
 from actors.notifier import NotificationFeed
 from actors.ota import (
@@ -71,6 +74,7 @@ from ._protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_HELLO_TIMEOUT,
+    CLOSE_TOO_MANY_FAILURES,
     CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
     PROTOCOL_VERSION,
@@ -108,6 +112,10 @@ ALERTS_SHOWN = 200
 """The ``alerts`` stream lists at most this many active and as many acknowledged alerts."""
 DEAD_LETTERS_SHOWN = 500
 """The ``dead_letters`` stream lists at most this many (the newest)."""
+MAX_FAULT_DELAY_S = 60.0
+"""The longest ``delay_s`` a console may give a fault rule."""
+MAX_FAULT_CRASHES = 100
+"""The most ``times`` a console's crash rule may fire; it must say how many."""
 
 _CAMPAIGN_ACTIONS: dict[str, type[CampaignAction]] = {
     "campaign.start": StartCampaign,
@@ -179,8 +187,10 @@ class Console(Actor[ConsoleMessage]):
         store_listeners: list[Any],
         notifications: NotificationFeed,
         accounts_path: str = ACCOUNTS_PATH,
+        failed_auth_per_minute: int = 30,
     ) -> None:
         self._settings = settings
+        self._failures = RateLimiter(failed_auth_per_minute)
         self._listeners = store_listeners
         self._notifications = notifications
         self._accounts_path = accounts_path
@@ -263,7 +273,7 @@ class Console(Actor[ConsoleMessage]):
 
     async def _handle(self, ws: WebSocketConnection, stream: trio.SocketStream) -> None:
         try:
-            principal = await self._hello(ws)
+            principal = await self._hello(ws, _peer(stream))
         except _Refused as refused:
             self._refused += 1
             await self._close(ws, stream, refused.code, refused.reason)
@@ -275,20 +285,21 @@ class Console(Actor[ConsoleMessage]):
         finally:
             self._connections -= 1
 
-    async def _hello(self, ws: WebSocketConnection) -> Principal:
+    async def _hello(self, ws: WebSocketConnection, client: str) -> Principal:
         timeout = self._settings.hello_timeout_s
         with trio.move_on_after(timeout) as waiting:
-            principal = await self._check_hello(await ws.get_message())
+            principal = await self._check_hello(await ws.get_message(), client)
         if waiting.cancelled_caught:
             raise _Refused(CLOSE_HELLO_TIMEOUT, f"no hello within {timeout:g} s")
         welcome = Welcome(version=PROTOCOL_VERSION, user_id=principal.id, name=principal.name)
         await ws.send_message(_encode(welcome).decode())
         return principal
 
-    async def _check_hello(self, raw: str | bytes) -> Principal:
+    async def _check_hello(self, raw: str | bytes, client: str) -> Principal:
         try:
             message = _decode_client(raw)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, RecursionError) as error:
+            # RecursionError: nested deeper than the decoder goes (in an unknown field).
             raise _Refused(CLOSE_BAD_REQUEST, f"the first message must be hello: {error}") from None
         if not isinstance(message, Hello):
             raise _Refused(CLOSE_BAD_REQUEST, "the first message must be hello")
@@ -298,15 +309,30 @@ class Console(Actor[ConsoleMessage]):
                 f"unsupported protocol version {message.version} "
                 f"(this server speaks {PROTOCOL_VERSION})",
             )
+        wait = self._failures.wait_time(client)
+        if wait > 0:
+            raise _Refused(
+                CLOSE_TOO_MANY_FAILURES,
+                f"too many failed tokens from this address; retry in {retry_after(wait)} s",
+            )
         try:
             principal: Principal = await self.context.system.lookup(self._accounts_path).ask(
                 Authenticate(token=message.token)
             )
         except Unauthorized:
+            self._failures.take(client)
             raise _Refused(CLOSE_UNAUTHORIZED, "invalid token") from None
         if principal.kind != "user" or not principal.admin:
             raise _Refused(CLOSE_FORBIDDEN, "the console is for admins only")
         return principal
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    """The client's address (its host, without the port): what failed tokens count against."""
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "unknown"
 
 
 async def _reset(stream: trio.SocketStream) -> None:
@@ -456,7 +482,7 @@ class _Session:
     async def _on_message(self, raw: str | bytes) -> None:
         try:
             message = _decode_client(raw)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, RecursionError) as error:
             self.post(ErrorMessage(message=f"unreadable message: {error}"))
             return
         match message:
@@ -678,6 +704,14 @@ class _Session:
             )
         if action == "fault.inject":
             rule = _required(command.fault, "fault")
+            if rule.delay_s > MAX_FAULT_DELAY_S:
+                # A delayed message is held even after its rule is removed: a long delay on
+                # many actors would wedge them (and the hub) until it ran out.
+                raise ValueError(f"delay_s must be at most {MAX_FAULT_DELAY_S:g} s")
+            if rule.action == "crash" and not 1 <= (rule.times or 0) <= MAX_FAULT_CRASHES:
+                # A crash rule without end would outlast every supervisor's restart budget
+                # and stop the hub.
+                raise ValueError(f"a crash rule needs times, 1 to {MAX_FAULT_CRASHES}")
             rule_id = self.system.faults.install(rule)
             log.warning("console %s injected fault %d: %r", self.principal.name, rule_id, rule)
             return FaultInstalled(rule_id=rule_id)

@@ -33,15 +33,19 @@ Commands (``action``, then its arguments): ``frame.next`` / ``frame.sync`` /
 ``frame.restart`` {frame_id}, ``frame.show`` {frame_id, file_id}; ``campaign.start`` /
 ``.pause`` / ``.resume`` / ``.cancel`` / ``.rollback`` / ``.retry-failed`` {campaign_id};
 ``alert.acknowledge`` {alert_id}, ``alert.resolve`` {alert_id, note?}; ``fault.inject``
-{fault} (result ``{rule_id}``), ``fault.remove`` {rule_id}; ``dead-letter.replay``
-{letter_id}. They go through the same actor messages as the HTTP API; ``result`` is the
-actor's answer (a frame command's view, the campaign, the alert, the dead letter).
+{fault} (result ``{rule_id}``; ``delay_s`` at most 60), ``fault.remove`` {rule_id};
+``dead-letter.replay`` {letter_id}. They go through the same actor messages as the HTTP API;
+``result`` is the actor's answer (a frame command's view, the campaign, the alert, the dead
+letter).
 
 Close codes: 4400 unsupported version or a first message that is not ``hello``; 4401 bad or
-missing token; 4403 not an admin; 4408 no ``hello`` within ``hello_timeout_s``; 4008 the
+missing token; 4403 not an admin; 4408 no ``hello`` within ``hello_timeout_s``; 4429 too many
+failed ``hello`` tokens from the client's address lately (its reason says when to retry); 4008 the
 client reads too slowly (more than ``send_queue`` messages waiting). A client that does not
 even take its close frame within ``close_timeout_s`` has its TCP connection reset (seen as
-1006, abnormal closure).
+1006, abnormal closure). A message over 1 MiB is closed with 1009; a frame that breaks
+WebSocket itself (invalid UTF-8 in a text frame, a reserved opcode or bit, an unmasked frame)
+ends the connection at once (1006). Binary frames are read as JSON like text frames.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_HELLO_TIMEOUT = 4408
+CLOSE_TOO_MANY_FAILURES = 4429
 CLOSE_TOO_SLOW = 4008
 
 Stream = Literal["events", "tree", "notifications", "frames", "campaigns", "alerts", "dead_letters"]
@@ -86,6 +91,9 @@ Action = Literal[
 ]
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Id64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""A numeric id (a fault rule's, a dead letter's): JSON integers have no bound, the ids
+(SQLite rowids among them) are 64-bit."""
 
 
 # -- client to server ---------------------------------------------------------------------------
@@ -143,8 +151,8 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, tag="command", tag_fiel
     alert_id: str | None = None
     note: str = ""
     fault: FaultRule | None = None
-    rule_id: int | None = None
-    letter_id: int | None = None
+    rule_id: Id64 | None = None
+    letter_id: Id64 | None = None
 
 
 ClientMessage = Hello | Subscribe | Unsubscribe | Command

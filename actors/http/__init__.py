@@ -16,7 +16,8 @@ gateway does the rest for every route alike:
 * errors as ``application/problem+json`` (``actors.errors`` map to 400/401/403/404/409/413/
   415/422/429/507; an unavailable actor is 503; anything unexpected is a logged 500 that
   reveals nothing but a correlation id);
-* the route's entry in ``GET /openapi.json`` (OpenAPI 3.1, from the msgspec types).
+* the route's entry in ``GET /openapi.json`` (OpenAPI 3.1, from the msgspec types; any valid
+  token may read it).
 
 A route module looks like this::
 
@@ -54,13 +55,26 @@ A route module looks like this::
 
 and is served by passing ``routes=[*ALBUM_ROUTES, ...]`` to ``HttpGateway``. Path parameters
 (``/api/v1/albums/{album_id}``) are in ``context.path_params``; a handler may also return a
-Starlette ``Response`` (downloads) and add headers through ``context.response_headers``.
+Starlette ``Response`` and add headers through ``context.response_headers``. A download
+(``download=True``) returns ``file_response(...)``: ETag and 304, Range and 206, and a 416
+problem for a range past the end.
 """
 
 from ._account_routes import ACCOUNT_ROUTES, NewUserRequest
-from ._gateway import GetHttpAddress, Health, HttpAddress, HttpGateway, PublicUrl, ReadinessCheck
+from ._downloads import file_response
+from ._gateway import (
+    GetHttpAddress,
+    GetRoutes,
+    Health,
+    HttpAddress,
+    HttpGateway,
+    PublicUrl,
+    ReadinessCheck,
+    ServedRoute,
+)
 from ._openapi import openapi_document
-from ._problems import PROBLEM_JSON, STATUS_OF, HttpProblem, Problem
+from ._problems import PROBLEM_JSON, STATUS_OF, HttpProblem, Problem, retry_after
+from ._ratelimit import RateLimiter
 from ._routing import (
     API_PREFIX,
     ApiRoute,
@@ -80,6 +94,7 @@ __all__ = [
     "ApiRoute",
     "Auth",
     "GetHttpAddress",
+    "GetRoutes",
     "Health",
     "HttpAddress",
     "HttpGateway",
@@ -89,11 +104,15 @@ __all__ = [
     "PageQuery",
     "Problem",
     "PublicUrl",
+    "RateLimiter",
     "ReadinessCheck",
     "RequestContext",
+    "ServedRoute",
     "StagedUpload",
     "UploadForm",
     "api_route",
+    "file_response",
     "openapi_document",
     "receive_upload",
+    "retry_after",
 ]

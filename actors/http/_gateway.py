@@ -15,6 +15,7 @@ from hypercorn.trio import serve
 from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 from starlette.responses import Response
+from starlette.routing import Route
 
 from actors.accounts import ACCOUNTS_PATH
 from actors.store import Store
@@ -23,9 +24,9 @@ from supervision import Actor, ActorSnapshot, ActorSystem
 
 from ._account_routes import ACCOUNT_ROUTES
 from ._openapi import openapi_document
-from ._pipeline import Pipeline, build_app
+from ._pipeline import Pipeline, _Operations, build_app
 from ._problems import HttpProblem
-from ._routing import ApiRoute, RequestContext, api_route
+from ._routing import ApiRoute, Auth, RequestContext, api_route
 from ._uploads import STAGED_PREFIX, STAGED_SUFFIX
 
 log = logging.getLogger("framehub.http")
@@ -44,6 +45,39 @@ class HttpAddress(msgspec.Struct, frozen=True, kw_only=True):
     host: str
     port: int
     base_url: str
+
+
+class GetRoutes(msgspec.Struct, frozen=True):
+    """What the running server dispatches, read from its router; answers
+    ``list[ServedRoute]`` (introspection: an audit checks each route asks for a token)."""
+
+
+class ServedRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One method of one path as the router serves it. ``declared`` is False for anything
+    not made with ``api_route`` (then ``method`` is ``"*"`` and nothing is known of it)."""
+
+    method: str
+    path: str
+    auth: Auth | None
+    declared: bool = True
+
+
+GatewayMessage = GetHttpAddress | GetRoutes
+
+
+def _served_routes(app: Starlette) -> list[ServedRoute]:
+    served: list[ServedRoute] = []
+    for route in app.router.routes:
+        operations = route.app if isinstance(route, Route) else None
+        if isinstance(operations, _Operations):
+            served.extend(
+                ServedRoute(method=method, path=api.path, auth=api.auth)
+                for method, api in operations.methods.items()
+            )
+        else:
+            path = str(getattr(route, "path", route))
+            served.append(ServedRoute(method="*", path=path, auth=None, declared=False))
+    return served
 
 
 class PublicUrl:
@@ -94,7 +128,7 @@ def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class HttpGateway(Actor[GetHttpAddress]):
+class HttpGateway(Actor[GatewayMessage]):
     """Serves ``routes`` plus ``/api/v1/me``, ``/api/v1/users``, the probes and the OpenAPI
     document, for as long as it lives.
 
@@ -132,6 +166,7 @@ class HttpGateway(Actor[GetHttpAddress]):
         self._address: HttpAddress | None = None
         self._finished = trio.Event()
         self._served: list[ApiRoute] = []
+        self._table: list[ServedRoute] = []
         self._openapi: bytes | None = None
 
     async def on_start(self) -> None:
@@ -150,6 +185,7 @@ class HttpGateway(Actor[GetHttpAddress]):
         routes = [*self._probe_routes(pipeline), *ACCOUNT_ROUTES, *self._routes]
         app = build_app(routes, pipeline)
         self._served = routes
+        self._table = _served_routes(app)
         config = Config()
         config.bind = [_bind(settings.host, settings.port)]
         config.accesslog = None
@@ -171,9 +207,13 @@ class HttpGateway(Actor[GetHttpAddress]):
         with trio.move_on_after(self._graceful_timeout_s + 1.0):
             await self._finished.wait()
 
-    async def receive(self, message: GetHttpAddress) -> HttpAddress:
-        assert self._address is not None
-        return self._address
+    async def receive(self, message: GatewayMessage) -> HttpAddress | list[ServedRoute]:
+        match message:
+            case GetHttpAddress():
+                assert self._address is not None
+                return self._address
+            case GetRoutes():
+                return list(self._table)
 
     async def _serve(
         self,
@@ -276,8 +316,8 @@ class HttpGateway(Actor[GetHttpAddress]):
                 "/openapi.json",
                 openapi,
                 response=dict[str, Any],
-                auth=None,
-                summary="this API's OpenAPI 3.1 description",
+                auth="user_or_frame",
+                summary="this API's OpenAPI 3.1 description (any valid token)",
                 tags=("probes",),
             ),
         ]

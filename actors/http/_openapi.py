@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from ._downloads import RANGE_EXAMPLES
 from ._problems import PROBLEM_JSON, Problem
 from ._routing import ApiRoute
 
@@ -29,7 +30,40 @@ def _error_statuses(route: ApiRoute) -> list[int]:
         statuses.add(400)
     if route.path_parameters:
         statuses.add(404)
+    if route.download:
+        statuses.add(416)
     return sorted(statuses)
+
+
+def _download_parameters() -> list[dict[str, Any]]:
+    """The request headers a download answers (see ``file_response``)."""
+    return [
+        {
+            "name": "Range",
+            "in": "header",
+            "required": False,
+            "description": "one or more byte ranges (206); one past the end is a 416, one that "
+            "cannot be used is ignored (the whole file, 200)",
+            "schema": {"type": "string"},
+            "examples": {
+                f"example{index}": {"value": value} for index, value in enumerate(RANGE_EXAMPLES, 1)
+            },
+        },
+        {
+            "name": "If-Range",
+            "in": "header",
+            "required": False,
+            "description": "the range only if the file's ETag is still this one",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "304 without a body if the file's ETag is among these",
+            "schema": {"type": "string"},
+        },
+    ]
 
 
 def _upload_schema(route: ApiRoute) -> dict[str, Any]:
@@ -88,6 +122,8 @@ def openapi_document(
                 {"name": name, "in": "query", "required": name in required, "schema": field}
                 for name, field in query_schema.get("properties", {}).items()
             )
+        if route.download:
+            parameters.extend(_download_parameters())
         success: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
         if route.response is not None:
             success["content"] = {"application/json": {"schema": schema(route.response)}}
@@ -96,6 +132,15 @@ def openapi_document(
                 route.media_type: {"schema": {"type": "string", "format": "binary"}}
             }
         responses: dict[str, Any] = {str(route.status): success}
+        for status in route.other_statuses:
+            responses[str(status)] = {**success, "description": HTTPStatus(status).phrase}
+        if route.download:
+            binary = {"schema": {"type": "string", "format": "binary"}}
+            responses["206"] = {
+                "description": "the requested range, or ranges as multipart/byteranges",
+                "content": {str(route.media_type): binary, "multipart/byteranges": binary},
+            }
+            responses["304"] = {"description": "not modified (If-None-Match)"}
         for status in _error_statuses(route):
             responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": problem}
         operation: dict[str, Any] = {

@@ -78,6 +78,8 @@ class ApiRoute:
     tags: tuple[str, ...]
     operation_id: str
     max_body_bytes: int
+    other_statuses: tuple[int, ...] = ()
+    download: bool = False
 
     @property
     def path_parameters(self) -> list[str]:
@@ -102,6 +104,8 @@ def api_route(
     tags: tuple[str, ...] = (),
     operation_id: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    other_statuses: tuple[int, ...] = (),
+    download: bool = False,
 ) -> ApiRoute:
     """Declare an operation; see the package docstring for the whole story.
 
@@ -109,7 +113,11 @@ def api_route(
     ``StagedUpload`` when ``upload`` is given, or ``None``. It returns a value of type
     ``response`` (encoded as JSON with ``status``), ``None`` (an empty ``status`` reply, e.g.
     204), or a Starlette ``Response`` (binary downloads, 304s; ``media_type`` documents it).
-    ``errors`` lists the statuses its domain errors may produce, for the OpenAPI document.
+    ``errors`` lists the statuses its domain errors may produce, for the OpenAPI document;
+    ``other_statuses`` the other 2xx statuses its own ``Response`` may have (documented with
+    the same content as ``status``, e.g. 200 for an upload of bytes already there).
+    ``download=True`` says the handler answers with ``file_response`` (``ETag`` and
+    ``If-None-Match``, ``Range``): the document adds those headers and 206, 304 and 416.
     Raises ``ValueError`` for an inconsistent declaration.
     """
     method = method.upper()
@@ -131,6 +139,10 @@ def api_route(
         raise ValueError(f"{where}: status must be a 2xx success status")
     if status == 204 and (response is not None or media_type is not None):
         raise ValueError(f"{where}: a 204 reply has no body")
+    if any(not 200 <= other <= 299 or other == status for other in other_statuses):
+        raise ValueError(f"{where}: other_statuses must be other 2xx success statuses")
+    if download and (method != "GET" or media_type is None):
+        raise ValueError(f"{where}: a download is a GET with a media_type")
     return ApiRoute(
         method=method,
         path=path,
@@ -148,6 +160,8 @@ def api_route(
         tags=tags,
         operation_id=operation_id or str(getattr(handler, "__name__", f"{method} {path}")),
         max_body_bytes=max_body_bytes,
+        other_statuses=tuple(sorted(set(other_statuses))),
+        download=download,
     )
 
 

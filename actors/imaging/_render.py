@@ -110,14 +110,23 @@ def render_versions(
     rendered: dict[int, RenderedVersion] = {}
     for plan in plans:
         if plan.scale > 1.0:
-            scaled = current.resize(plan.scaled, _RESAMPLE)
-        elif current.size != plan.scaled:
-            current = scaled = current.resize(plan.scaled, _RESAMPLE, reducing_gap=_REDUCING_GAP)
-        else:
-            scaled = current
-        version = scaled.crop(_crop_box(plan, centre)) if plan.spec.fill else scaled
+            rendered[plan.index] = _encode(plan.spec.name, _enlarged(current, plan, centre))
+            continue
+        if current.size != plan.scaled:
+            current = current.resize(plan.scaled, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+        version = current.crop(_crop_box(plan, centre)) if plan.spec.fill else current
         rendered[plan.index] = _encode(plan.spec.name, version)
     return [rendered[i] for i in range(len(specs))]
+
+
+def _enlarged(photo: Image.Image, plan: _Plan, centre: tuple[float, float]) -> Image.Image:
+    """A fill version larger than ``photo`` (the whole upright photo) on one side: only the
+    part its crop box keeps is resized, never the whole photo at that scale (a 1x20000 photo
+    filling a 1024x600 panel would be 1024 by 20 million pixels)."""
+    left, top, right, bottom = _crop_box(plan, centre)
+    x_scale, y_scale = plan.scaled[0] / photo.width, plan.scaled[1] / photo.height
+    source = (left / x_scale, top / y_scale, right / x_scale, bottom / y_scale)
+    return photo.resize((right - left, bottom - top), _RESAMPLE, box=source)
 
 
 def _plan(index: int, spec: VersionSpec, full: tuple[int, int]) -> _Plan:
