@@ -18,7 +18,11 @@ version it applied). The proxy is the only actor that knows both.
   sent its sync again; one that keeps reporting an older sync version than desired is too.
 * **Commands** (``next``, ``show``, ``restart``, ``sync``) are stored with a ``command_id``
   and published through the journal (``frame.command_issued``); the frame confirms with a
-  status carrying that id, or the command times out (``frame.command_finished``).
+  status carrying that id, or the command times out (``frame.command_finished``). A frame
+  that comes online again gets its pending commands once more, with its first heartbeat
+  after (which it sends once subscribed): a broker that restarted lost its session, and
+  with it what was published to it meanwhile. The frame answers a command id it knows again
+  instead of running it twice.
 * **Health score** (0..100): heartbeat regularity (half), free storage (a quarter) and the
   absence of recent errors (a quarter); an offline frame scores at most half.
 
@@ -251,6 +255,8 @@ class FrameProxy(Actor[ProxyMessage]):
         self._ticks = 0
         # commands
         self._pending: dict[str, CommandView] = {}
+        self._reissue_due = False
+        """The frame said it is online: send the pending commands again at its next beat."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -289,6 +295,8 @@ class FrameProxy(Actor[ProxyMessage]):
                 finished_at=None,
             )
             self.context.send_after(max(0.0, deadline - now), _CommandDeadline(command_id))
+        # An answer may have been lost with the previous incarnation: ask again at the next beat.
+        self._reissue_due = bool(self._pending)
         if self._online:
             # Heard of before the restart: silence from now on still makes it offline.
             self._heard_at = trio.current_time()
@@ -443,6 +451,7 @@ class FrameProxy(Actor[ProxyMessage]):
     async def _inbound(self, payload: Any) -> None:
         match payload:
             case Availability(online=online):
+                self._reissue_due = online
                 if online:
                     self._heard_at = trio.current_time()
                     await self._set_online(True, "", resync=True)
@@ -460,6 +469,9 @@ class FrameProxy(Actor[ProxyMessage]):
         self._last_seen = utc_now()
 
     async def _heartbeat(self, beat: wire.Heartbeat) -> None:
+        if self._reissue_due:
+            self._reissue_due = False
+            await self._reissue_commands()
         now = trio.current_time()
         self._heard()
         self._beats.append(now)
@@ -662,6 +674,22 @@ class FrameProxy(Actor[ProxyMessage]):
         self._pending[view.command_id] = view
         self.context.send_after(timeout, _CommandDeadline(view.command_id))
         return view
+
+    async def _reissue_commands(self) -> None:
+        """Publish every pending command again, with its own id (see the module's docstring)."""
+        if not self._pending:
+            return
+        async with self._store.transaction() as tx:
+            for view in self._pending.values():
+                tx.publish(
+                    FrameCommandIssued(
+                        audit=Audit.system("frames"),
+                        frame_id=self._frame_id,
+                        command_id=view.command_id,
+                        command=view.command,
+                        args=wire.CommandArgs(file_id=view.args.get("file_id")),
+                    )
+                )
 
     async def _finish_command(self, command_id: str, outcome: Outcome, error: str) -> None:
         view = self._pending.get(command_id)

@@ -31,7 +31,7 @@ import trio
 
 from actors import imaging
 from actors.blobs import BlobStore
-from actors.errors import Invalid, NotFound
+from actors.errors import Invalid, NotFound, StorageFull
 from actors.events import (
     AiMetadata,
     Audit,
@@ -644,6 +644,11 @@ class MediaCache(Actor[MediaMessage]):
                 # The original went (deleted meanwhile) or cannot be read: retrying would not
                 # help. Versions are made on request if it ever can be.
                 log.warning("no versions for %s: %r", event.file_id, error)
+            except StorageFull as error:
+                # No room for them now: record the analysis anyway (retrying the event would
+                # park it as a dead letter if the disk stays full); the versions are made on
+                # request once there is room.
+                log.warning("no versions for %s yet: %s", event.file_id, error)
         if known is None:
             tx.execute(
                 "INSERT INTO photo_metadata (file_id, owner_id, file_name, content_type, sha256, "

@@ -15,17 +15,35 @@ only after the broker acknowledged every one of them (PUBACK for QoS 1, PUBCOMP 
 While the connection is down nothing is drained; after a crash or a reconnect the batch is
 published again, so delivery is at least once, and the frames' handling is idempotent.
 
+A broker that was killed forgets what it had acknowledged and not yet delivered, and comes
+back without the frames' sessions: until a frame has reconnected and subscribed again, a
+command published to it reaches nobody (its sync is retained, and album changes are folded
+into the sync it is sent when it is back). So on every connect the commands of the last
+``REPLAY_COMMANDS_S`` (from the journal), and every command published to a frame the bridge
+has not heard live since (a heartbeat that is not the retained copy: a frame sends one once
+subscribed), are kept (up to ``MAX_HELD_COMMANDS`` per frame, in memory) and published again
+when the frame is heard. Frames answer a command id they know again instead of running it
+twice; the hub ignores answers to commands no longer pending.
+
 The client (aiomqtt, through the asyncio bridge) keeps a persistent session (clean session
 off, fixed client id), leaves ``hub/availability`` = ``offline`` as its last will and
 publishes ``online`` (retained) on every connect; it reconnects with backoff.
+
+Inbound messages are acknowledged to the broker as soon as they are read, so from then on
+the hub alone has them: they wait in the bridge's inbox (``MqttClient(inbox=...)``) until
+routed, and telemetry and OTA progress stay in the bridge until their actor's mailbox took
+them. A lost connection, a cancelled wait or a stop of the bridge (the broker restarting
+restarts it too) leaves them there; ``on_stop`` and ``on_failure`` hand over what is left.
+The inbox holds at most ``MAX_INBOX`` messages (more are dropped as ``inbox_full``).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,25 +68,39 @@ from actors.store import Entry, Transaction
 from config import MqttSettings
 from supervision import Actor, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull
 
-from ._broker import HUB_USERNAME, BrokerAddress, GetBrokerAddress
+from ._broker import (
+    HUB_CLIENT_ID,
+    HUB_SUBSCRIPTIONS,
+    HUB_USERNAME,
+    BrokerAddress,
+    GetBrokerAddress,
+)
 from ._client import MqttClient
 
 log = logging.getLogger("framehub.mqtt")
 
 MQTT_PATH = "/infra/mqtt"
 """Where the hub's tree puts the ``MqttBridge``."""
-CLIENT_ID = "framehub-hub"
+CLIENT_ID = HUB_CLIENT_ID
 FRAMES_PATH = "/frames"
 SYNC_ASK_TIMEOUT_S = 2.0
 """How long the bridge waits for a proxy's sync before leaving that frame to converge later."""
 INBOUND_BATCH = 256
+MAX_HELD_COMMANDS = 100
+"""Commands kept per frame not heard since the connection began (see the docstring)."""
+REPLAY_COMMANDS_S = 60.0
+"""Commands issued this recently are sent again to each frame once heard after a connect."""
+MAX_INBOX = 10_000
+"""Inbound messages read but not yet routed; past this the bridge drops (``inbox_full``)."""
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
 LOG_EVERY_S = 60.0
 STOP_TIMEOUT_S = 2.0
 FIRST_CONNECT_WAIT_S = 5.0
 
-_SUBSCRIPTIONS = [(f"frames/+/{leaf}", 1) for leaf in wire.FRAME_LEAVES_IN]
+_SUBSCRIPTIONS = HUB_SUBSCRIPTIONS
+_FRAME_ID = re.compile(r"[0-9a-f]{32}")
+"""What the registry names frames (``new_id``): no other topic level can be a frame."""
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -118,7 +150,7 @@ class MqttStats(msgspec.Struct, frozen=True, kw_only=True):
     dropped: dict[str, int]
     """Dropped inbound messages by reason: ``oversized``, ``malformed``, ``foreign_topic``,
     ``unknown_frame``, ``wrong_frame``, ``proxy_busy``, ``no_receiver`` (no telemetry or OTA
-    actor to take it)."""
+    actor to take it), ``inbox_full`` (more than ``MAX_INBOX`` waiting to be routed)."""
 
 
 class GetFrameEndpoint(msgspec.Struct, frozen=True):
@@ -139,7 +171,15 @@ class _Disconnected(msgspec.Struct, frozen=True):
     reason: str
 
 
-BridgeMessage = JournalNudge | GetMqttStats | GetFrameEndpoint | _Connected | _Disconnected
+class _FrameHeard(msgspec.Struct, frozen=True):
+    """A frame the bridge kept commands for sent a live heartbeat: publish them again."""
+
+    frame_id: str
+
+
+BridgeMessage = (
+    JournalNudge | GetMqttStats | GetFrameEndpoint | _Connected | _Disconnected | _FrameHeard
+)
 
 
 class NotConnected(Exception):
@@ -163,8 +203,12 @@ class _Publish(msgspec.Struct, frozen=True):
 
 
 async def _client(
-    host: str, port: int, username: str | None, password: str | None
-) -> aiomqtt.Client:
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    inbox: deque[aiomqtt.Message],
+) -> MqttClient:
     """The hub's client (made on the asyncio loop, which aiomqtt binds to)."""
     client = MqttClient(
         host,
@@ -178,11 +222,39 @@ async def _client(
         # publish past its quota from an MQTT 3.1.1 client with a PUBREC and then drops it,
         # so the hub would believe delivered what no frame ever gets. paho queues the rest.
         max_inflight_messages=BROKER_RECEIVE_MAXIMUM,
-        max_queued_incoming_messages=10_000,
         timeout=10,
+        inbox=inbox,
     )
     client.pending_calls_threshold = 1_000  # batches of publishes in flight are the design
     return client
+
+
+class _BoundedInbox(deque[aiomqtt.Message]):
+    """The bridge's inbox: ``append`` past ``MAX_INBOX`` drops the message and says so."""
+
+    def __init__(self, on_full: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_full = on_full
+
+    def append(self, message: aiomqtt.Message) -> None:
+        if len(self) >= MAX_INBOX:
+            self._on_full()
+            return
+        super().append(message)
+
+
+_decode_command_issued = msgspec.json.Decoder(FrameCommandIssued).decode
+
+
+def _command_publish(event: FrameCommandIssued) -> _Publish:
+    """``frames/<id>/command`` (QoS 2) for the event."""
+    command = wire.FrameCommand(
+        command_id=event.command_id,
+        command=msgspec.convert(event.command, wire.CommandName),
+        args=event.args,
+        timestamp=event.occurred_at,
+    )
+    return _Publish(wire.frame_topic(event.frame_id, "command"), _encode(command), 2)
 
 
 async def _publish(client: aiomqtt.Client, message: _Publish) -> None:
@@ -213,6 +285,7 @@ class MqttBridge(Actor[BridgeMessage]):
         self._settings = settings
         self._telemetry_path = telemetry
         self._ota_path = ota
+        self._inbox: deque[aiomqtt.Message] = _BoundedInbox(self._inbox_full)
         self._samples: list[wire.Telemetry | wire.Heartbeat] = []
         self._ota_progress: list[wire.OtaProgress] = []
         self._journal = journal
@@ -225,6 +298,10 @@ class MqttBridge(Actor[BridgeMessage]):
         self._syncs: set[str] = set()
         """Frames whose sync is in the current outbound batch (published once per batch)."""
         self._proxies: dict[str, ActorRef[Any]] = {}
+        self._heard: set[str] = set()
+        """Frames heard live (a heartbeat not retained) on the current connection."""
+        self._held: dict[str, dict[str, _Publish]] = {}
+        """Commands (by id) published to frames not heard yet, per frame."""
         self._dropped: Counter[str] = Counter()
         self._dropped_logged: dict[str, float] = {}
         self._received = 0
@@ -275,15 +352,33 @@ class MqttBridge(Actor[BridgeMessage]):
                     await bridge.run(client.__aexit__, None, None, None)
                 except aiomqtt.MqttError:
                     pass  # the broker went first (it died, or the hub is stopping)
+        await self._hand_over_the_rest()
+
+    async def on_failure(self, error: BaseException) -> None:
+        self._stopping = True
+        if self._consumer is not None:
+            self._consumer.close()
+        await self._hand_over_the_rest()
+
+    async def _hand_over_the_rest(self) -> None:
+        """What was read and acknowledged but not handed over yet goes to its actors now
+        (bounded: an actor that takes nothing within ``STOP_TIMEOUT_S`` loses it)."""
+        with trio.move_on_after(STOP_TIMEOUT_S):
+            while self._inbox or self._samples or self._ota_progress:
+                self._take_inbox()
+                await self._hand_over()
 
     async def receive(self, message: BridgeMessage) -> Any:
         match message:
             case JournalNudge():
                 await self._drain()
             case _Connected(generation=generation) if generation == self._generation:
+                await self._hold_recent_commands()
                 await self._drain()
             case _Disconnected(reason=reason):
                 log.debug("outbound paused: %s", reason)
+            case _FrameHeard(frame_id=frame_id):
+                await self._publish_held(frame_id)
             case GetFrameEndpoint():
                 return await self._frame_endpoint()
             case GetMqttStats():
@@ -333,12 +428,13 @@ class MqttBridge(Actor[BridgeMessage]):
         delay = RECONNECT_MIN_S
         while True:
             try:
-                client = await bridge.run(_client, host, port, username, password)
+                client = await bridge.run(_client, host, port, username, password, self._inbox)
                 async with bridge.context(client):
                     await bridge.run(client.subscribe, _SUBSCRIPTIONS)
                     await bridge.run(
                         _publish, client, _Publish(wire.HUB_AVAILABILITY, b"online", 1, True)
                     )
+                    self._heard.clear()  # a broker that restarted has no frame sessions
                     self._client = client
                     self._generation += 1
                     self._connects += 1
@@ -346,14 +442,14 @@ class MqttBridge(Actor[BridgeMessage]):
                     log.info("connected to the MQTT broker at %s:%d", host, port)
                     delay = RECONNECT_MIN_S
                     self.context.ref.nudge(_Connected(self._generation))
-                    async for batch in bridge.batches(client.messages, INBOUND_BATCH):
-                        for message in batch:
-                            self._route(message)
+                    while True:
+                        # Waits without taking: a message is only ever in the inbox or
+                        # routed, never in between (see the module's docstring).
+                        await bridge.run(client.wait_inbox)
+                        self._take_inbox()
                         await self._hand_over()
             except aiomqtt.MqttError as error:
                 reason = str(error) or type(error).__name__
-            else:
-                reason = "the message stream ended"
             if self._stopping:
                 return
             self._client = None
@@ -390,7 +486,9 @@ class MqttBridge(Actor[BridgeMessage]):
                 if decoded.frame_id != frame_id:
                     self._drop("wrong_frame", topic)
                     return
-        except (msgspec.DecodeError, ValueError):
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            # RecursionError: JSON nested deeper than the decoder goes (it skips unknown
+            # fields recursively), e.g. ten thousand arrays in an extra field.
             self._drop("malformed", topic)
             return
         if leaf == "telemetry":
@@ -409,6 +507,10 @@ class MqttBridge(Actor[BridgeMessage]):
         if proxy is None:
             self._drop("unknown_frame", topic)
             return
+        if leaf == "heartbeat" and not message.retain and frame_id not in self._heard:
+            self._heard.add(frame_id)
+            if frame_id in self._held:
+                self.context.ref.nudge(_FrameHeard(frame_id))
         if leaf == "heartbeat" and self._telemetry_path is not None:
             self._samples.append(decoded)
         try:
@@ -422,19 +524,29 @@ class MqttBridge(Actor[BridgeMessage]):
             return
         self._routed += 1
 
+    def _take_inbox(self) -> None:
+        """Route up to ``INBOUND_BATCH`` messages of the inbox (synchronously: none is lost
+        to a cancellation halfway)."""
+        inbox = self._inbox
+        for _ in range(min(len(inbox), INBOUND_BATCH)):
+            self._route(inbox.popleft())
+
+    def _inbox_full(self) -> None:
+        self._drop("inbox_full", "(any)")
+
     async def _hand_over(self) -> None:
         """Give a batch's telemetry and OTA progress to their actors, waiting for mailbox
-        space (the broker's flow control then holds the frames back): none is dropped for
-        being too many."""
+        space: none is dropped for being too many. Each stays here until its actor's mailbox
+        took it (a cancelled ``tell`` queued nothing), so a stop loses none of them."""
         if self._samples:
-            samples, self._samples = self._samples, []
+            samples = self._samples
             await self._tell(
                 self._telemetry_path, TelemetryInbound(items=samples, received_at=time.time())
             )
-        if self._ota_progress:
-            progress, self._ota_progress = self._ota_progress, []
-            for item in progress:
-                await self._tell(self._ota_path, FrameInbound(item))
+            self._samples = []
+        while self._ota_progress:
+            await self._tell(self._ota_path, FrameInbound(self._ota_progress[0]))
+            del self._ota_progress[0]
 
     async def _tell(self, path: str | None, message: Any) -> None:
         if path is None:
@@ -449,6 +561,8 @@ class MqttBridge(Actor[BridgeMessage]):
     def _proxy(self, frame_id: str) -> ActorRef[Any] | None:
         proxy = self._proxies.get(frame_id)
         if proxy is None or not proxy.alive:
+            if not _FRAME_ID.fullmatch(frame_id):
+                return None  # e.g. ``fleet``: another actor under /frames, not a frame
             try:
                 proxy = self.context.system.lookup(f"{FRAMES_PATH}/{frame_id}")
             except ActorNotFound:
@@ -515,14 +629,12 @@ class MqttBridge(Actor[BridgeMessage]):
             case FrameSyncRequested(frame_id=frame_id):
                 await self._queue_sync(frame_id)
             case FrameCommandIssued() as event:
-                command = wire.FrameCommand(
-                    command_id=event.command_id,
-                    command=msgspec.convert(event.command, wire.CommandName),
-                    args=event.args,
-                    timestamp=event.occurred_at,
-                )
-                self._queue(wire.frame_topic(event.frame_id, "command"), _encode(command), 2)
+                command = _command_publish(event)
+                self._outbox.append(command)
+                if event.frame_id not in self._heard:
+                    self._hold(event.frame_id, event.command_id, command)
             case DeviceDeleted(device_id=frame_id):
+                self._held.pop(frame_id, None)
                 # Clear what the broker keeps for the frame: a re-paired id never sees it.
                 for leaf in ("sync", "heartbeat", "availability"):
                     self._queue(wire.frame_topic(frame_id, leaf), b"", 1, retain=True)
@@ -546,6 +658,48 @@ class MqttBridge(Actor[BridgeMessage]):
         if payload is not None:
             self._syncs.add(frame_id)
             self._queue(wire.frame_topic(frame_id, "sync"), payload, 2, retain=True)
+
+    def _hold(self, frame_id: str, command_id: str, command: _Publish) -> None:
+        held = self._held.setdefault(frame_id, {})
+        held[command_id] = command
+        while len(held) > MAX_HELD_COMMANDS:
+            del held[next(iter(held))]
+
+    async def _hold_recent_commands(self) -> None:
+        """Keep the commands of the last ``REPLAY_COMMANDS_S`` for their frames (see the
+        module's docstring); those already heard on this connection get them at once."""
+        rows = await self._journal.store.fetch_all(
+            "SELECT payload FROM events WHERE name = 'frame.command_issued' "
+            "AND published_at > ? ORDER BY seq",
+            (time.time() - REPLAY_COMMANDS_S,),
+        )
+        for (payload,) in rows:
+            event = _decode_command_issued(payload)
+            if self._proxy(event.frame_id) is not None:  # not deleted meanwhile
+                self._hold(event.frame_id, event.command_id, _command_publish(event))
+        for frame_id in self._heard & self._held.keys():
+            self.context.ref.nudge(_FrameHeard(frame_id))
+
+    async def _publish_held(self, frame_id: str) -> None:
+        """Publish again the commands kept for ``frame_id``, now that it is back; kept for
+        its next heartbeat if the connection fails meanwhile."""
+        client = self._client
+        held = self._held.pop(frame_id, {})
+        if client is None or not held:
+            if held:
+                self._held[frame_id] = held
+            return
+        try:
+            await self.context.system.asyncio.run_all(
+                _publish, [(client, message) for message in held.values()]
+            )
+        except aiomqtt.MqttError as error:
+            log.warning("commands for frame %s not published again (%s)", frame_id, error)
+            self._held[frame_id] = {**held, **self._held.get(frame_id, {})}
+            self._heard.discard(frame_id)
+            return
+        self._published += len(held)
+        log.info("published %d commands again for frame %s, back", len(held), frame_id)
 
     def _queue(self, topic: str, payload: bytes, qos: int, *, retain: bool = False) -> None:
         self._outbox.append(_Publish(topic, payload, qos, retain))

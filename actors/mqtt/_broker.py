@@ -22,13 +22,20 @@ from typing import Any
 import msgspec
 import trio
 
+import wire
 from config import MqttSettings
 from supervision import Actor, DomainError
+
+from ._client import MqttClient
 
 log = logging.getLogger("framehub.broker")
 broker_log = logging.getLogger("framehub.broker.mosquitto")
 
 HUB_USERNAME = "framehub-hub"
+HUB_CLIENT_ID = "framehub-hub"
+"""The hub's MQTT client id: one persistent session, whichever incarnation connects."""
+HUB_SUBSCRIPTIONS = [(f"frames/+/{leaf}", 1) for leaf in wire.FRAME_LEAVES_IN]
+"""What the hub's session subscribes to (QoS 1): everything frames publish."""
 BROKER_DIR = "mosquitto"
 """Everything the broker owns lives in ``<data_dir>/mosquitto/``."""
 CONFIG_FILE = "mosquitto.conf"
@@ -451,6 +458,13 @@ class MosquittoBroker(Actor[BrokerMessage]):
     once the port accepts connections. If the process dies the actor crashes and its
     supervisor restarts it with the same port, config and persisted messages.
 
+    Before any frame may connect, the hub's persistent session is set up (``HUB_CLIENT_ID``
+    subscribed to ``HUB_SUBSCRIPTIONS``): mosquitto starts with the hub's user alone, the
+    session is made, then the frames' users are written and the broker reloaded. A broker
+    killed with SIGKILL loses the sessions it held in memory; without this, what frames
+    published between their reconnect and the hub's (telemetry, OTA answers) would be
+    acknowledged to them and delivered to nobody. With it, the broker queues it for the hub.
+
     ``SetFrameAccess`` rewrites the password file and ACL and reloads the running broker with
     SIGHUP (same pid; clients whose user is gone are disconnected by mosquitto). The access
     list is kept in memory only, in the ``BrokerAccess`` shared by the incarnations, and
@@ -480,12 +494,15 @@ class MosquittoBroker(Actor[BrokerMessage]):
         self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._port = self._choose_port()
         self._hub_password = self._hub_secret()
-        self._write_access()
+        self._write_access(hub_only=True)
         config = self._dir / CONFIG_FILE
         _write_private(config, self._config_text())
         self._broker = await self.context.start_service(
             run_broker, binary, config, settings.host, self._port
         )
+        await self._prime_hub_session()
+        self._write_access()
+        await self._broker.reload()
 
     async def receive(self, message: BrokerMessage) -> Any:
         match message:
@@ -546,8 +563,29 @@ class MosquittoBroker(Actor[BrokerMessage]):
             os.chmod(path, 0o600)
         return secret
 
-    def _write_access(self) -> None:
-        frames = self._access.frames
+    async def _prime_hub_session(self) -> None:
+        """Make the hub's persistent session and its subscriptions (then leave it, cleanly:
+        the bridge takes it over with what was queued for it meanwhile)."""
+        host, port, password = _connect_host(self._settings.host), self._port, self._hub_password
+
+        async def prime() -> None:
+            client = MqttClient(
+                host,
+                port,
+                username=HUB_USERNAME,
+                password=password,
+                identifier=HUB_CLIENT_ID,
+                clean_session=False,
+                timeout=START_TIMEOUT_S,
+            )
+            async with client:
+                await client.subscribe(HUB_SUBSCRIPTIONS)
+
+        with trio.fail_after(START_TIMEOUT_S):
+            await self.context.system.asyncio.run(prime)
+
+    def _write_access(self, *, hub_only: bool = False) -> None:
+        frames = () if hub_only else self._access.frames
         _write_private(self._dir / PASSWORD_FILE, password_text(self._hub_password, frames))
         _write_private(self._dir / ACL_FILE, acl_text(frames))
 

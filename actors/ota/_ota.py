@@ -39,7 +39,10 @@ with a timestamped row in ``campaign_history``:
 
 Everything is in the tables (``campaigns``, ``campaign_devices``); ``on_start`` rebuilds the
 campaigns, the commands in flight and their timers from them, so a restarted hub carries on
-where it was (a command in flight gets a whole timeout again). Progress within a state (a
+where it was (a command in flight gets a whole timeout again). It also sends every command in
+flight again, with the same command id: reports the frame had sent (and the broker had
+acknowledged) may have been lost with the previous incarnation, and a frame answers a
+redelivered command with its final answer again, or goes on with it. Progress within a state (a
 download's percentage) is kept in memory only. The state changes that frames' reports cause
 are committed in groups: those of every report already waiting in the mailbox go in one
 transaction, written before any other message is handled, so 200 frames reporting at once
@@ -101,7 +104,7 @@ from actors.http import PublicUrl
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.mqtt import FrameInbound
 from actors.paging import MAX_PAGE, page_of
-from actors.store import Entry, Store, Transaction
+from actors.store import Entry, Store, StoreError, Transaction
 from config import OtaSettings
 from supervision import Actor, ActorNotFound, ActorStopped, AskTimeout, DomainError, Timer
 
@@ -279,12 +282,15 @@ class OtaCampaigns(Actor[OtaMessage]):
         """A journal handler failed after changing memory: rebuild it from the tables."""
         self._pending: Changes | None = None
         """What the progress reports handled since the last ``_Flush`` changed."""
+        self._resend = False
+        """The commands in flight are to be sent again (this incarnation started with some)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         await self._store.migrate("ota", OTA_MIGRATIONS)
         await self._load()
+        self._resend = bool(self._commands)  # once the public URL is known: _PublicUrlReady
         swept = await self._blobs.sweep_staging(STAGING_TTL_S)
         if swept:
             log.info("removed %d stale staged firmware uploads", swept)
@@ -421,9 +427,12 @@ class OtaCampaigns(Actor[OtaMessage]):
             case _PublicUrlReady():
                 async with self._store.transaction() as tx:
                     changes = Changes(tx)
+                    if self._resend:
+                        self._resend_in_flight(changes)
                     for c in list(self._campaigns.values()):
                         await self._evaluate(c, changes)
                     changes.flush()
+                self._resend = False
         return None
 
     # -- firmware ------------------------------------------------------------------------------
@@ -467,21 +476,29 @@ class OtaCampaigns(Actor[OtaMessage]):
             uploaded_at=utc_now(),
             uploaded_by=message.user_id,
         )
-        async with self._store.transaction() as tx:
-            tx.execute(INSERT_FIRMWARE, firmware_row(firmware))
-            tx.publish(
-                FirmwareUploaded(
-                    audit=_audit(message.user_id),
-                    correlation_id=message.correlation_id or new_id(),
-                    firmware_id=firmware.firmware_id,
-                    version=version,
-                    model=model,
-                    min_hw_version=min_hw_version,
-                    sha256=sha256,
-                    size=firmware.size,
-                    notes=notes,
-                )
+        tx = Transaction()
+        tx.execute(INSERT_FIRMWARE, firmware_row(firmware))
+        tx.publish(
+            FirmwareUploaded(
+                audit=_audit(message.user_id),
+                correlation_id=message.correlation_id or new_id(),
+                firmware_id=firmware.firmware_id,
+                version=version,
+                model=model,
+                min_hw_version=min_hw_version,
+                sha256=sha256,
+                size=firmware.size,
+                notes=notes,
             )
+        )
+        try:
+            await self._store.commit(tx)
+        except StoreError:
+            # Not kept (a full disk answers 507): neither is its image, unless another
+            # firmware has the same bytes.
+            if all(known.sha256 != sha256 for known in self._firmware.values()):
+                await self._blobs.delete(sha256)
+            raise
         self._firmware[firmware.firmware_id] = firmware
         log.info("firmware %s %s stored (%d bytes)", model, version, firmware.size)
         return firmware
@@ -889,20 +906,36 @@ class OtaCampaigns(Actor[OtaMessage]):
         firmware = c.firmware
         if t.previous_version is None or running not in (None, firmware.version):
             t.previous_version = running
-        command_id = new_id()
-        args = wire.CommandArgs(
-            url=f"{base_url}/api/v1/firmware/{firmware.firmware_id}/download",
-            sha256=firmware.sha256,
-            size=firmware.size,
-            version=firmware.version,
-            campaign_id=c.campaign_id,
-        )
-        signature = self._key.sign(t.device_id, command_id, UPDATE, args)
-        t.command, t.command_id = UPDATE, command_id
+        t.command, t.command_id = UPDATE, new_id()
         t.attempts += 1
         t.progress = None
         self._move(c, t, "notified", changes, error="")
-        self._issue(c, t, msgspec.structs.replace(args, signature=signature), changes)
+        self._issue(c, t, self._signed(c, t, base_url), changes)
+
+    def _signed(self, c: Campaign, t: Target, base_url: str) -> wire.CommandArgs:
+        """The arguments of ``t``'s command, signed for its frame and command id."""
+        assert t.command is not None and t.command_id is not None
+        if t.command == UPDATE:
+            firmware = c.firmware
+            args = wire.CommandArgs(
+                url=f"{base_url}/api/v1/firmware/{firmware.firmware_id}/download",
+                sha256=firmware.sha256,
+                size=firmware.size,
+                version=firmware.version,
+                campaign_id=c.campaign_id,
+            )
+        else:
+            args = wire.CommandArgs(version=t.previous_version, campaign_id=c.campaign_id)
+        signature = self._key.sign(t.device_id, t.command_id, t.command, args)
+        return msgspec.structs.replace(args, signature=signature)
+
+    def _resend_in_flight(self, changes: Changes) -> None:
+        """Send every command in flight again, same id (see the module's docstring)."""
+        base_url = self._public_url.value
+        for c, t in sorted(self._commands.values(), key=lambda ct: ct[1].position):
+            self._issue(c, t, self._signed(c, t, base_url), changes)
+        if self._commands:
+            log.info("sent %d firmware commands in flight again", len(self._commands))
 
     def _order_rollback(self, c: Campaign, t: Target, changes: Changes) -> None:
         """``t`` completed the update in a campaign being rolled back: it is owed a rollback."""
@@ -910,13 +943,10 @@ class OtaCampaigns(Actor[OtaMessage]):
         c.waiting.add(t.device_id)
 
     def _send_rollback(self, c: Campaign, t: Target, changes: Changes) -> None:
-        command_id = new_id()
-        args = wire.CommandArgs(version=t.previous_version, campaign_id=c.campaign_id)
-        signature = self._key.sign(t.device_id, command_id, ROLLBACK, args)
-        t.command, t.command_id = ROLLBACK, command_id
+        t.command, t.command_id = ROLLBACK, new_id()
         t.progress = None
         self._move(c, t, "rolling_back", changes)
-        self._issue(c, t, msgspec.structs.replace(args, signature=signature), changes)
+        self._issue(c, t, self._signed(c, t, self._public_url.value), changes)
 
     def _issue(self, c: Campaign, t: Target, args: wire.CommandArgs, changes: Changes) -> None:
         assert t.command is not None and t.command_id is not None

@@ -1,5 +1,5 @@
 """The hub's SQLite database: transactions that carry events, group commit, migrations."""
 
-from ._store import Entry, Store, StoreError, Transaction
+from ._store import Entry, Store, StoreError, StoreFull, Transaction
 
-__all__ = ["Entry", "Store", "StoreError", "Transaction"]
+__all__ = ["Entry", "Store", "StoreError", "StoreFull", "Transaction"]

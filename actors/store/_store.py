@@ -12,6 +12,7 @@ that arrive while one is being written are grouped into the next single SQLite t
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sqlite3
 import time
@@ -24,6 +25,7 @@ import aiosqlite
 import msgspec
 import trio
 
+from actors.errors import StorageFull
 from actors.events import Event
 from supervision import AsyncioBridge
 
@@ -38,6 +40,18 @@ Params = Sequence[Any]
 
 class StoreError(Exception):
     """The database cannot be used (not SQLite, corrupt, unwritable). Start-up stops."""
+
+
+class StoreFull(StoreError, StorageFull):
+    """A write failed because the database's disk is full (``SQLITE_FULL``); nothing of the
+    transaction was written.
+
+    It is a ``StorageFull`` too, a domain error: the actor whose request failed answers its
+    asker with it (HTTP 507) and keeps running — actors change their memory only once a
+    request's transaction has committed. A full disk is not a bug a restart fixes; crashing
+    on it would only make every writer crash again until its supervisor's restart intensity
+    is spent and the hub stops. (A journal consumer's transaction is not refused but waits
+    for room: see ``Store.commit``.)"""
 
 
 class Entry(msgspec.Struct, frozen=True):
@@ -198,6 +212,11 @@ async def _apply(
         raise
 
 
+FULL_RETRY_MIN_S = 0.1
+FULL_RETRY_MAX_S = 1.0
+"""How a journal consumer's transaction waits for disk space (see ``Store.commit``)."""
+FULL_LOG_EVERY_S = 60.0
+
 _DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
@@ -245,6 +264,8 @@ class Store:
         """Called after every committed group with the events it published (maybe none)."""
         self.commits = 0
         self.groups = 0
+        self._room = trio.Event()
+        """Set by every successful write: a transaction waiting for disk space tries again."""
 
     @classmethod
     @asynccontextmanager
@@ -374,13 +395,39 @@ class Store:
         yield tx
         await self.commit(tx)
 
-    async def commit(self, tx: Transaction) -> list[Entry]:
+    async def commit(self, tx: Transaction, *, wait_for_room: bool = False) -> list[Entry]:
         """Apply ``tx`` atomically; returns its events with their sequence numbers.
 
         The write itself is shielded from cancellation: once begun it completes or fails as a
         whole, never half-written. After the commit the listeners (the event bus) see the
         new entries in sequence order.
+
+        A full disk raises ``StoreFull`` — except for a transaction that moves a journal
+        cursor, or one committed with ``wait_for_room`` (a write-behind buffer's). Their
+        actors have already applied its effects to their memory, and rely on a crash and
+        rebuild if they do not commit; but a restart would fail the same way at once, again
+        and again, until the supervisor gives up. So that transaction waits for room instead
+        (trying again after ``FULL_RETRY_MIN_S``, doubling up to ``FULL_RETRY_MAX_S``, or as
+        soon as another transaction committed; cancellable, and then nothing of it was
+        written): its actor pauses, and resumes by itself when writes succeed again.
         """
+        delay = FULL_RETRY_MIN_S
+        logged_at = -math.inf
+        while True:
+            try:
+                return await self._commit(tx)
+            except StoreFull as error:
+                if not (tx._cursors or wait_for_room):
+                    raise
+                if trio.current_time() - logged_at >= FULL_LOG_EVERY_S:
+                    logged_at = trio.current_time()
+                    waiting = ", ".join(tx._cursors) or "a write-behind buffer"
+                    log.warning("%s waits for disk space (%s)", waiting, error.__cause__)
+            with trio.move_on_after(delay):
+                await self._room.wait()
+            delay = min(FULL_RETRY_MAX_S, delay * 2)
+
+    async def _commit(self, tx: Transaction) -> list[Entry]:
         if not tx:
             for callback in tx._callbacks:
                 callback()
@@ -453,6 +500,8 @@ class Store:
         self.last_seq = seq
         self.commits += len(group)
         self.groups += 1
+        self._room.set()
+        self._room = trio.Event()
         published: list[Entry] = []
         for pending, entries in zip(group, assigned, strict=True):
             pending.entries = entries
@@ -471,7 +520,10 @@ class Store:
 
 def _store_error(error: Exception) -> Exception:
     if isinstance(error, sqlite3.Error):
-        wrapped = StoreError(f"database write failed: {error}")
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            wrapped: StoreError = StoreFull(f"the disk is full; nothing was changed ({error})")
+        else:
+            wrapped = StoreError(f"database write failed: {error}")
         wrapped.__cause__ = error
         return wrapped
     return error

@@ -841,7 +841,12 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
     ) -> None:
         task_status.started()
         try:
-            await self._store.commit(tx)
+            # On a full disk the flush waits for room rather than failing: the rule states
+            # in memory are already ahead of the database, so a failure means a restart,
+            # and restarts on a disk that stays full would crash-loop the actor until its
+            # supervisor gave up. Meanwhile the buffer fills to MAX_BUFFERED, then the
+            # ingest waits and the broker holds the frames back.
+            await self._store.commit(tx, wait_for_room=True)
         except Exception as error:
             flight.error = error
         finally:

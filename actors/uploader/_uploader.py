@@ -49,6 +49,9 @@ from ._names import check_metadata, clean_file_name
 
 log = logging.getLogger("framehub.uploader")
 
+ANNOUNCE_RETRY_MIN_S = 0.5
+ANNOUNCE_RETRY_MAX_S = 30.0
+"""An analysis whose announcement the full disk refused is announced again, backing off."""
 STAGING_TTL_S = 3600.0
 """Staged files older than this are leftovers of crashed uploads, swept at start."""
 MAX_PAGE = 200
@@ -133,6 +136,8 @@ class AnalysisFinished(msgspec.Struct, frozen=True, kw_only=True):
     file_id: str
     ai_metadata: AiMetadata | None
     error: str | None = None
+    attempt: int = 0
+    """Announcements the full disk refused so far."""
 
 
 class PendingAnalyses(msgspec.Struct, frozen=True):
@@ -509,14 +514,29 @@ class Uploader(Actor[UploaderMessage]):
         await self.context.ref.tell(finished)
 
     async def _finish_analysis(self, message: AnalysisFinished) -> None:
-        self._analysing.discard(message.file_id)
+        """Announce the result. A full disk keeps the photo in analysis and announces it
+        again later: the result is still there, and nothing else would retry it before the
+        next start."""
+        retrying = False
         try:
             await self._announce_analysis(message)
+        except StorageFull:
+            retrying = True
+            delay = min(ANNOUNCE_RETRY_MAX_S, ANNOUNCE_RETRY_MIN_S * 2**message.attempt)
+            log.warning(
+                "the disk is full: the analysis of %s is announced again in %.1fs",
+                message.file_id,
+                delay,
+            )
+            again = msgspec.structs.replace(message, attempt=message.attempt + 1)
+            self.context.send_after(delay, again)
         finally:
-            if not self._analysing:
-                settled, self._settled = self._settled, []
-                for waiter in settled:
-                    waiter.set(None)
+            if not retrying:
+                self._analysing.discard(message.file_id)
+                if not self._analysing:
+                    settled, self._settled = self._settled, []
+                    for waiter in settled:
+                        waiter.set(None)
 
     async def _announce_analysis(self, message: AnalysisFinished) -> None:
         row = await self._store.fetch_one(
