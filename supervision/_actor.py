@@ -100,8 +100,9 @@ class ActorRef(Generic[M]):
         Raises the handler's ``DomainError``; ``ActorCrashed`` if the handler crashed the
         actor; ``ActorStopped`` if the actor stopped before handling it; ``AskTimeout`` if no
         reply came within ``timeout`` seconds (waiting for mailbox space included; by default
-        the system's ``ask_timeout``, 5 s unless configured; None waits forever). A timed-out
-        request stays queued and may still be handled; only its reply is dropped.
+        the system's ``ask_timeout``, 5 s unless configured; None waits forever). A request
+        the actor had already taken when the asker gave up is finished and its reply dropped;
+        one still queued is dropped unhandled when its turn comes (counted as ``expired``).
         """
         cell = self._cell
         if timeout is DEFAULT:

@@ -138,6 +138,7 @@ class Cell:
         "_timers",
         "actor",
         "consecutive_restarts",
+        "expired",
         "incarnation",
         "last_error",
         "last_error_at",
@@ -170,6 +171,7 @@ class Cell:
         self.incarnation = 0
         self.restarts = 0
         self.processed = 0
+        self.expired = 0
         self.consecutive_restarts = 0
         self.last_restart_at = -math.inf
         self.last_error: str | None = None
@@ -412,6 +414,13 @@ class Cell:
             if reply is SYSTEM:
                 await self._handle_runtime_message(message)
                 continue
+            if reply is not None and reply.settled:
+                # Its asker gave up (timed out or cancelled) before the actor got to it: an
+                # overloaded actor spends no time on answers nobody waits for, and callers
+                # that retry do not pile their repeats on top of the abandoned originals.
+                self.expired += 1
+                await trio.lowlevel.checkpoint()
+                continue
             self._reply = reply
             try:
                 if faults.rules:
@@ -466,10 +475,7 @@ class Cell:
                 raise error
             case RestartDue(cells=cells, token=token):
                 due = [c for c in cells if c._pending_restart is token and c.parent is self]
-                for cell in due:
-                    latch = Latch(1)
-                    cell.start(latch)
-                    await latch.wait()
+                await _start_again(due)
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -536,6 +542,20 @@ class Cell:
             pass
         finally:
             self._timers.discard(scope)
+
+
+async def _start_again(cells: list[Cell]) -> None:
+    """Restart ``cells``. Restarted together (rest_for_one, one_for_all), they start in order,
+    each once the one before runs. A child restarted alone is not waited for: its ``on_start``
+    may ask a sibling whose own restart is queued behind it in this supervisor's mailbox, and
+    waiting would stall every restart of the subtree until that ask timed out."""
+    if len(cells) == 1:
+        cells[0].start(Latch(1))
+        return
+    for cell in cells:
+        latch = Latch(1)
+        cell.start(latch)
+        await latch.wait()
 
 
 class Children:
@@ -667,10 +687,7 @@ class Children:
             member.state = State.RESTARTING
             member._pending_restart = token
         if delay <= 0:
-            for member in group:
-                latch = Latch(1)
-                member.start(latch)
-                await latch.wait()
+            await _start_again(group)
         else:
             self.owner._schedule(
                 delay, (RestartDue(group, token), SYSTEM), repeat=False, urgent=True

@@ -33,7 +33,8 @@ class ActorStopped(ActorError):
 
 
 class AskTimeout(ActorError):
-    """No reply arrived within the ask timeout. The request may still be handled later."""
+    """No reply arrived within the ask timeout. A request the actor had taken by then is
+    finished; one still queued is dropped unhandled."""
 
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__(f"no reply from {path} within {timeout:g} s")

@@ -44,6 +44,8 @@ class ActorSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     mailbox_depth: int
     mailbox_capacity: int
     processed: int
+    expired: int = 0
+    """Asks dropped unhandled because their asker had given up (timed out) before their turn."""
     last_error: str | None
     last_error_at: str | None
     strategy: str | None
@@ -210,6 +212,7 @@ class ActorSystem:
             mailbox_depth=len(cell.mailbox),
             mailbox_capacity=cell.mailbox.capacity,
             processed=cell.processed,
+            expired=cell.expired,
             last_error=cell.last_error,
             last_error_at=_rfc3339(cell.last_error_at) if cell.last_error_at else None,
             strategy=str(cell.spec.supervision.strategy) if has_children else None,

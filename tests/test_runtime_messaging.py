@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,26 @@ async def test_ask_times_out_and_the_late_reply_is_dropped(events, autojump_cloc
         # The actor finishes the held request (its reply is dropped) and goes on normally.
         assert await ref.ask(Put("after"), timeout=1) == 1
         assert system.snapshot("/w").restarts == 0
+
+
+async def test_asks_given_up_while_queued_are_dropped_unhandled(events, autojump_clock):
+    gate = trio.Event()
+    async with open_system(tree(events), with_asyncio=False) as system:
+        ref = system.lookup("/w")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(ref.ask, Hold(gate), timeout=None))
+            await events.wait_count("holding", 1)
+            # Queued behind the held request, these askers give up before their turn.
+            for value in ("late", "later"):
+                with pytest.raises(AskTimeout):
+                    await ref.ask(Put(value), timeout=1)
+            ref.tell_nowait(Put("told"))  # a tell has no asker to give up: it is handled
+            gate.set()
+        assert await ref.ask(Put("answered"), timeout=1) == 2
+        _, items = await ref.ask(Get())
+        assert items == ["told", "answered"]
+        snapshot = system.snapshot("/w")
+        assert snapshot.expired == 2 and snapshot.restarts == 0
 
 
 async def test_domain_error_answers_the_asker_and_the_actor_keeps_its_state(events):
