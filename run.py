@@ -15,7 +15,9 @@ from supervision import SystemFailure
 if TYPE_CHECKING:
     from frame_device import OtaFault
 
-BENCHMARKS = ("actors", "e2e", "fleet", "images", "journal", "telemetry", "ota")
+BENCHMARKS = ("actors", "e2e", "fleet", "images", "journal", "telemetry", "ota", "soak")
+TIMED_BENCHMARKS = ("soak",)
+"""Benchmarks that run for ``--minutes``; the others have a fixed size."""
 
 
 def _settings() -> Settings:
@@ -133,8 +135,21 @@ def cmd_users(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
+    if args.minutes is not None and args.name not in TIMED_BENCHMARKS:
+        print(
+            f"framehub: --minutes is for {', '.join(TIMED_BENCHMARKS)} only;"
+            f" bench {args.name} has a fixed size",
+            file=sys.stderr,
+        )
+        return 2
+    if args.minutes is not None and args.minutes <= 0:
+        print("framehub: --minutes must be positive", file=sys.stderr)
+        return 2
     benchmark = importlib.import_module(f"bench.{args.name}")
-    benchmark.main(json_output=args.json)
+    if args.minutes is not None:
+        benchmark.main(json_output=args.json, minutes=args.minutes)
+    else:
+        benchmark.main(json_output=args.json)
     return 0
 
 
@@ -414,6 +429,13 @@ def parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="run a benchmark and print figures and ratios")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    bench.add_argument(
+        "--minutes",
+        type=float,
+        metavar="M",
+        help=f"for {', '.join(TIMED_BENCHMARKS)} only (refused for the others): minutes measured"
+        " after the warm-up (soak: default 10)",
+    )
     bench.set_defaults(handler=cmd_bench)
     return root
 

@@ -3,7 +3,8 @@
 A benchmark collects its figures into a ``Report``: ``compare`` for a figure measured on
 framehub and on a peer library (the ratio is framehub / peer), ``single`` for a figure of
 framehub alone. Targets are information: they are printed with "met" or "MISSED" and never turn
-into an assertion or an exit code.
+into an assertion or an exit code. ``section`` adds a table of details (a figure per time window,
+say) printed after the figures, whose figures go into the JSON line too.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Report:
     figures: dict[str, Figure] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     _rows: list[_Row] = field(default_factory=list)
+    _sections: list[tuple[str, list[tuple[str, ...]]]] = field(default_factory=list)
 
     def _put(self, key: str, value: Figure) -> None:
         if key in self.figures:
@@ -116,6 +118,19 @@ class Report:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def section(
+        self,
+        title: str,
+        header: tuple[str, ...],
+        rows: Sequence[tuple[str, ...]],
+        figures: dict[str, Figure],
+    ) -> None:
+        """A table of details printed after the figures (cells already formatted, the first
+        column left-aligned); its ``figures`` go into the JSON line only."""
+        for key, value in figures.items():
+            self._put(key, value)
+        self._sections.append((title, [header, *rows]))
+
     def missed(self) -> list[str]:
         return [row.label for row in self._rows if row.met() is False]
 
@@ -128,32 +143,22 @@ class Report:
                 (
                     row.label,
                     row.unit,
-                    _fmt(row.ours),
-                    _fmt(row.peer) if row.peer is not None else "-",
+                    fmt(row.ours),
+                    fmt(row.peer) if row.peer is not None else "-",
                     f"{row.ratio:.3f}" if row.ratio is not None else "-",
                     row.target.describe(row.unit, self.peer_name) if row.target else "-",
                     "-" if met is None else ("met" if met else "MISSED"),
                 )
             )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        left = {0, 1, 5, 6}
-
-        def fmt_line(line: tuple[str, ...]) -> str:
-            cells = (
-                cell.ljust(width) if i in left else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-            )
-            return "  ".join(cells).rstrip()
-
-        out = [self.title, "=" * len(self.title), fmt_line(lines[0])]
-        out.append("  ".join("-" * width for width in widths))
-        out.extend(fmt_line(line) for line in lines[1:])
+        out = [self.title, "=" * len(self.title), *_table(lines, left={0, 1, 5, 6})]
         missed = self.missed()
         out.append("")
         out.append(
             "targets (information only): "
             + (f"{len(missed)} missed: {', '.join(missed)}" if missed else "all met")
         )
+        for title, table in self._sections:
+            out.extend(["", title, *_table(table, left={0})])
         out.extend(f"note: {text}" for text in self.notes)
         return "\n".join(out)
 
@@ -165,7 +170,24 @@ class Report:
         return dict(self.figures)
 
 
-def _fmt(value: Figure) -> str:
+def _table(lines: list[tuple[str, ...]], left: set[int]) -> list[str]:
+    """``lines`` (a header first) in aligned columns, a rule under the header; the columns in
+    ``left`` are left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+
+    def fmt_line(line: tuple[str, ...]) -> str:
+        cells = (
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        )
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return [fmt_line(lines[0]), rule, *(fmt_line(line) for line in lines[1:])]
+
+
+def fmt(value: Figure) -> str:
+    """A figure as the tables print it."""
     if isinstance(value, int):
         return f"{value:,}"
     if abs(value) >= 1000:
@@ -173,13 +195,27 @@ def _fmt(value: Figure) -> str:
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
 
 
-def run_cli(prog: str, description: str | None, main: Callable[[bool], object]) -> None:
-    """``python -m bench.NAME [--json]``: the command line every benchmark module shares."""
+def run_cli(
+    prog: str,
+    description: str | None,
+    main: Callable[..., object],
+    *,
+    minutes: float | None = None,
+) -> None:
+    """``python -m bench.NAME [--json]``: the command line every benchmark module shares. With
+    ``minutes`` (its default), ``--minutes M`` too, passed on as ``main(json, minutes=M)``."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
+    if minutes is not None:
+        parser.add_argument(
+            "--minutes", type=float, default=minutes, help="minutes measured (default %(default)g)"
+        )
     args = parser.parse_args()
-    main(args.json)
+    if minutes is None:
+        main(args.json)
+    else:
+        main(args.json, minutes=args.minutes)

@@ -37,7 +37,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import numpy as np
@@ -111,6 +111,13 @@ class BenchHub:
     async def broker(self) -> BrokerAddress:
         address: BrokerAddress = await self.system.lookup("/infra/broker").ask(GetBrokerAddress())
         return address
+
+
+class HubHttp(Protocol):
+    """A hub's API as helpers here use it: a hub in this process (``BenchHub``) or another."""
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
 
 
 def auth(token: str) -> dict[str, str]:
@@ -375,7 +382,7 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-async def until_ready(hub: BenchHub, timeout: float = WAIT_S) -> None:
+async def until_ready(hub: HubHttp, timeout: float = WAIT_S) -> None:
     with trio.fail_after(timeout):
         while True:
             if (await hub.http.get("/readyz")).status_code == 200:
@@ -383,7 +390,7 @@ async def until_ready(hub: BenchHub, timeout: float = WAIT_S) -> None:
             await trio.sleep(0.2)
 
 
-async def desired_version(hub: BenchHub, admin: str, frame_id: str, album_id: str) -> int:
+async def desired_version(hub: HubHttp, admin: str, frame_id: str, album_id: str) -> int:
     """The version of the frame's desired sync, once it shows ``album_id``."""
     with trio.fail_after(WAIT_S):
         while True:

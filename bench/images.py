@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ import trio
 from PIL import Image, ImageOps
 
 from actors.imaging import HD, THUMBNAIL, VersionSpec, frame_spec, render_versions
+from bench._hub import HubProcess
 from bench._report import Report, Target, run_cli
 
 PHOTO_SIZE = (4032, 3024)
@@ -196,53 +196,17 @@ async def _scaling(path: Path) -> tuple[float, float]:
 UPLOADS = 40
 """Uploads timed for throughput, sent by ``UPLOAD_CLIENTS`` concurrent clients."""
 UPLOAD_CLIENTS = 2
-ROOT = Path(__file__).resolve().parent.parent
 
 
-class _Hub:
+class _Hub(HubProcess):
     """``run.py serve`` in its own process (so its RSS is its own), with one user."""
 
-    def __init__(self, directory: Path) -> None:
-        self.data_dir = directory / "hub"
-        self.env = {
-            **os.environ,
-            "FRAMEHUB_DATA_DIR": str(self.data_dir),
-            "FRAMEHUB_HTTP__PORT": "0",
-            "FRAMEHUB_MQTT__PORT": "0",
-            "FRAMEHUB_HTTP__RATE_LIMIT_PER_MINUTE": "100000",
-            "FRAMEHUB_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
-        self.token = ""
+    token = ""
 
     def __enter__(self) -> _Hub:
-        run = [sys.executable, str(ROOT / "run.py")]
-        self.process = subprocess.Popen([*run, "serve"], env=self.env)
-        ports = self.data_dir / "ports.json"
-        deadline = time.monotonic() + 60
-        while not ports.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the hub did not start")
-            time.sleep(0.05)
-        port = msgspec.json.decode(ports.read_bytes())["http"]
-        self.base_url = f"http://127.0.0.1:{port}"
-        made = subprocess.run(
-            [*run, "users", "add", "bench"], env=self.env, capture_output=True, check=True
-        )
-        self.token = made.stdout.decode().strip().splitlines()[-1]
+        super().__enter__()
+        self.token = self.add_user("bench")
         return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-    @property
-    def rss_mb(self) -> float:
-        assert self.process is not None
-        return float(psutil.Process(self.process.pid).memory_info().rss) / 1e6
 
 
 def _variant(photo: bytes, k: int) -> bytes:
