@@ -3,9 +3,11 @@ albums, send commands, unpair."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import msgspec
+import trio
 
 import wire
 from actors.accounts import ACCOUNTS_PATH, IssueFrameToken, RevokeTokens
@@ -38,7 +40,9 @@ from actors.frames import (
 from actors.http import Page, PageQuery, RequestContext, api_route
 from actors.mqtt import MQTT_PATH, FrameEndpoint, GetFrameEndpoint
 from actors.ota import OTA_PATH, GetPublicKey
-from supervision import ActorNotFound
+from supervision import ActorCrashed, ActorNotFound
+
+log = logging.getLogger("framehub.http")
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
 Side = Annotated[int, msgspec.Meta(ge=1, le=MAX_PANEL_SIDE)]
@@ -72,6 +76,40 @@ class PairedDevice(msgspec.Struct, frozen=True, kw_only=True):
         return f"PairedDevice(device_id={self.device_id!r}, name={self.name!r})"
 
 
+TOKEN_ATTEMPTS = 3
+"""Asks of a frame's token after its device was registered, so that one crash of the
+accounts actor does not fail a pairing that is half done."""
+
+
+async def _frame_token(context: RequestContext, device: Device) -> str:
+    for attempt in range(1, TOKEN_ATTEMPTS + 1):
+        try:
+            token: str = await context.ask(
+                ACCOUNTS_PATH, IssueFrameToken(frame_id=device.device_id, name=device.name)
+            )
+        except ActorCrashed:
+            if attempt == TOKEN_ATTEMPTS:
+                raise
+        else:
+            return token
+    raise AssertionError("unreachable")
+
+
+async def _unpair(context: RequestContext, device_id: str) -> None:
+    """Undo a pairing that failed after the device was registered (best effort: logged)."""
+    revoke = RevokeTokens(kind="frame", principal_id=device_id)
+    delete = DeleteDevice(
+        device_id=device_id, user_id=context.user_id, correlation_id=context.correlation_id
+    )
+    for path, message in ((ACCOUNTS_PATH, revoke), (DEVICES_PATH, delete)):
+        try:
+            await context.ask(path, message)
+        except Exception:
+            log.exception(
+                "could not undo the pairing of %s (%s)", device_id, type(message).__name__
+            )
+
+
 async def pair_device(context: RequestContext, body: NewDevice) -> PairedDevice:
     endpoint: FrameEndpoint = await context.ask(MQTT_PATH, GetFrameEndpoint())
     public_key: str = await context.ask(OTA_PATH, GetPublicKey())
@@ -89,9 +127,14 @@ async def pair_device(context: RequestContext, body: NewDevice) -> PairedDevice:
         ),
     )
     device = registered.device
-    token: str = await context.ask(
-        ACCOUNTS_PATH, IssueFrameToken(frame_id=device.device_id, name=device.name)
-    )
+    try:
+        token = await _frame_token(context, device)
+    except BaseException:
+        # Registered, but nobody will ever get its credentials: unpair it again, or a
+        # retried pairing leaves an orphan behind (campaigns wait for it forever).
+        with trio.CancelScope(shield=True):
+            await _unpair(context, device.device_id)
+        raise
     context.response_headers["Location"] = f"/api/v1/devices/{device.device_id}"
     return PairedDevice(
         device_id=device.device_id,
