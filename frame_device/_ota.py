@@ -51,9 +51,12 @@ from ._state import FrameConfig, OtaFaultKind, utc_timestamp
 
 log = logging.getLogger("frame_device")
 
-DOWNLOAD_ATTEMPTS = 5
-"""Tries per update command; each resumes where the previous one stopped."""
+DOWNLOAD_ATTEMPTS = 10
+"""Tries per update command; each resumes where the previous one stopped. With the pauses
+between them (``RETRY_PAUSE_S`` doubling up to ``RETRY_PAUSE_MAX_S``) they span about 40 s,
+long enough for the hub to restart in between."""
 RETRY_PAUSE_S = 0.2
+RETRY_PAUSE_MAX_S = 10.0
 PROGRESS_STEP = 0.25
 """``downloading`` is published at the start and each time another quarter is in."""
 
@@ -247,7 +250,7 @@ class Updater:
         problem = ""
         for attempt in range(DOWNLOAD_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(RETRY_PAUSE_S * 2 ** (attempt - 1))
+                await asyncio.sleep(min(RETRY_PAUSE_MAX_S, RETRY_PAUSE_S * 2 ** (attempt - 1)))
             try:
                 await self._fetch(command, reporter)
                 break
