@@ -132,6 +132,21 @@ class Hub:
         paired = response.json()
         return Frame(paired["device_id"], paired["name"], paired["token"], paired["mqtt"])
 
+    async def new_album(self, user: User, name: str) -> str:
+        """An album of ``user``'s made over HTTP; its id."""
+        response = await self.client.post("/api/v1/albums", json={"name": name}, headers=user.auth)
+        assert response.status_code == 201, (response.status_code, response.text)
+        album_id: str = response.json()["album_id"]
+        return album_id
+
+    async def show_albums(self, admin: User, frame_ids: list[str], album_ids: list[str]) -> None:
+        """Assign ``album_ids`` to each of ``frame_ids`` over HTTP."""
+        for frame_id in frame_ids:
+            response = await self.client.put(
+                f"{DEVICES}/{frame_id}/albums", json={"album_ids": album_ids}, headers=admin.auth
+            )
+            assert response.status_code == 200, (response.status_code, response.text)
+
     async def upload(
         self,
         user: User,

@@ -552,7 +552,7 @@ def test_every_operation_was_reached_and_the_hub_is_still_ready(
     for (caller, label), statuses in traffic.statuses.items():
         assert not set(statuses) & {401, 429}, (caller, label, statuses)
     assert hub.ready().status_code == 200, hub.ready().text
-    assert hub.process.log_lines("Traceback") == [], hub.process.log_tail()
+    assert hub.log_lines("Traceback") == [], hub.log_tail()
     print(
         f"\n{len(served)} operations; requests: admin {traffic.requests('admin')}, "
         f"member {traffic.requests('member')}"

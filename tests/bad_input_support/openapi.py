@@ -16,10 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,12 +27,9 @@ from typing import Any
 import aiomqtt
 import httpx
 
+from bench._hub import HubProcess
 from tests.api_support.photos import jpeg, png
-from tests.mqtt_support import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-READY_S = 90.0
-STOP_S = 20.0
 WAIT_S = 60.0
 
 KIND_OF = {
@@ -93,85 +86,18 @@ class Caller:
         return list((self.victims if deleting else self.keep).get(kind, []))
 
 
-class HubProcess:
-    """``python run.py serve`` on ``data_dir`` with ``settings`` (keys without ``FRAMEHUB_``)."""
+@dataclass
+class FuzzHub:
+    """The running hub, its callers and the ids they may name."""
 
-    def __init__(self, data_dir: Path, **settings: str) -> None:
-        self.data_dir = data_dir
-        self.http_port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.http_port}"
-        self.log_path = data_dir.parent / "hub.log"
-        self._environ = {
-            **os.environ,
-            "FRAMEHUB_DATA_DIR": str(data_dir),
-            "FRAMEHUB_HTTP__HOST": "127.0.0.1",
-            "FRAMEHUB_HTTP__PORT": str(self.http_port),
-            "FRAMEHUB_MQTT__PORT": str(free_port()),
-            "FRAMEHUB_CONSOLE__HOST": "127.0.0.1",
-            "FRAMEHUB_CONSOLE__PORT": str(free_port()),
-            "FRAMEHUB_LOG_LEVEL": "INFO",
-            **{f"FRAMEHUB_{key}": value for key, value in settings.items()},
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
+    process: HubProcess
+    log_path: Path
+    admin: Caller
+    member: Caller
 
-    def admin_token(self, name: str = "admin") -> str:
-        """A new admin user, made with ``run.py users add`` (before or while the hub runs)."""
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), "users", "add", name, "--admin"],
-            env=self._environ,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=READY_S,
-        )
-        return done.stdout.strip().splitlines()[-1]
-
-    def start(self) -> None:
-        """Start the hub; return once it logged that it is ready."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "run.py"), "serve"],
-            env=self._environ,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.process = process
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert process.stderr is not None
-            with self.log_path.open("wb") as log:
-                for line in process.stderr:
-                    log.write(line)
-                    log.flush()
-                    if b"framehub ready" in line:
-                        ready.set()
-            ready.set()  # the process ended: ``start`` reports it
-
-        self._reader = threading.Thread(target=pump, name="hub-log", daemon=True)
-        self._reader.start()
-        if not ready.wait(READY_S) or process.poll() is not None:
-            self.stop()
-            raise RuntimeError(f"the hub did not start; see {self.log_path}:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM (the hub's graceful shut-down, which stops its broker too), then SIGKILL."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_S)
-        if self._reader is not None:
-            self._reader.join(STOP_S)
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
@@ -182,19 +108,6 @@ class HubProcess:
         """The hub's log lines that contain ``needle``."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return [line for line in text.splitlines() if needle in line]
-
-
-@dataclass
-class FuzzHub:
-    """The running hub, its callers and the ids they may name."""
-
-    process: HubProcess
-    admin: Caller
-    member: Caller
-
-    @property
-    def base_url(self) -> str:
-        return self.process.base_url
 
     def openapi(self, caller: Caller) -> dict[str, Any]:
         """``GET /openapi.json`` with ``caller``'s token."""
@@ -406,10 +319,9 @@ def populate(base_url: str, admin: Caller, member: Caller) -> None:
 @contextmanager
 def fuzz_hub(directory: Path, **settings: str) -> Iterator[FuzzHub]:
     """A started hub with an admin, a member and their objects; stopped at the end."""
-    hub = HubProcess(directory / "data", **settings)
-    admin = Caller("admin", hub.admin_token())
-    hub.start()
-    try:
+    log_path = directory / "hub.log"
+    with HubProcess(directory, log=log_path, LOG_LEVEL="INFO", **settings) as hub:
+        admin = Caller("admin", hub.add_user("admin", admin=True))
         made = _body(
             httpx.post(
                 f"{hub.base_url}/api/v1/users",
@@ -429,6 +341,4 @@ def fuzz_hub(directory: Path, **settings: str) -> Iterator[FuzzHub]:
                 if kind in OWNED:
                     member.add(kind, object_id, victim=True)
                     member.foreign.add(object_id)
-        yield FuzzHub(hub, admin, member)
-    finally:
-        hub.stop()
+        yield FuzzHub(hub, log_path, admin, member)

@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from actors.mqtt import BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
-from tests.api_support import DEVICES, Hub, User, running_hub
+from tests.api_support import DEVICES, running_hub
 from tests.api_support.ota import firmware, new_campaign
 from tests.api_support.photos import jpeg, padded_jpeg
 from tests.api_support.replies import body_of
@@ -45,20 +45,6 @@ BIG_BYTES = 24 * 1024 * 1024
 MODEL = "sim-frame"
 
 
-async def new_album(hub: Hub, user: User, name: str) -> str:
-    response = await hub.client.post("/api/v1/albums", json={"name": name}, headers=user.auth)
-    album_id: str = body_of(response, 201)["album_id"]
-    return album_id
-
-
-async def show(hub: Hub, admin: User, frame_ids: list[str], album_ids: list[str]) -> None:
-    for frame_id in frame_ids:
-        response = await hub.client.put(
-            f"{DEVICES}/{frame_id}/albums", json={"album_ids": album_ids}, headers=admin.auth
-        )
-        body_of(response, 200)
-
-
 def displayed(file_id: str) -> Callable[[dict[str, Any]], bool]:
     return lambda event: event["event"] == "displayed" and event.get("file_id") == file_id
 
@@ -72,7 +58,7 @@ async def test_blocked_subscribers_hold_up_nobody(
         tmp_path / "hub", CONSOLE__SEND_QUEUE="16", FRAMES__HEARTBEAT_INTERVAL_S="1"
     ) as hub:
         admin, alice = await hub.new_user("root", admin=True), await hub.new_user("alice")
-        album = await new_album(hub, alice, "Wall")
+        album = await hub.new_album(alice, "Wall")
         big = body_of(await hub.upload(alice, padded_jpeg(BIG_BYTES, seed=seed)))["file_id"]
         ghost = await hub.pair_frame(admin, "Ghost")
         address: BrokerAddress = await hub.system.lookup("/infra/broker").ask(GetBrokerAddress())
@@ -84,7 +70,7 @@ async def test_blocked_subscribers_hold_up_nobody(
             trio.open_nursery() as nursery,
         ):
             ids = frames.frame_ids()
-            await show(hub, admin, [*ids, ghost.device_id], [album])
+            await hub.show_albums(admin, [*ids, ghost.device_id], [album])
             nursery.start_soon(watch.run)
             mqtt = ghost.mqtt
             async with (
@@ -152,7 +138,7 @@ async def test_a_wedged_frame_stalls_nobody_and_converges_when_it_wakes(
         tmp_path / "hub", FRAMES__HEARTBEAT_INTERVAL_S="1", FRAMES__COMMAND_TIMEOUT_S="3"
     ) as hub:
         admin, alice = await hub.new_user("root", admin=True), await hub.new_user("alice")
-        album = await new_album(hub, alice, "Wall")
+        album = await hub.new_album(alice, "Wall")
         watch = MailboxWatch(hub.system)
         base = hub.address.base_url
         async with (
@@ -161,7 +147,7 @@ async def test_a_wedged_frame_stalls_nobody_and_converges_when_it_wakes(
             trio.open_nursery() as nursery,
         ):
             live_ids, (wedged_id,) = live.frame_ids(), wedged.frame_ids()
-            await show(hub, admin, [*live_ids, wedged_id], [album])
+            await hub.show_albums(admin, [*live_ids, wedged_id], [album])
             await wedged.wait_for(lambda e: e["event"] == "synced" and e["sync_version"] >= 2)
             nursery.start_soon(watch.run)
             wedged.process.send_signal(signal.SIGSTOP)

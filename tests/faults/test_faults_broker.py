@@ -214,19 +214,6 @@ async def broker_back(
     return time.monotonic() - killed_at
 
 
-async def show_albums(hub: Hub, admin: User, frame_id: str, album_ids: list[str]) -> None:
-    response = await hub.client.put(
-        f"{DEVICES}/{frame_id}/albums", json={"album_ids": album_ids}, headers=admin.auth
-    )
-    body_of(response, 200)
-
-
-async def new_album(hub: Hub, user: User, name: str) -> str:
-    response = await hub.client.post("/api/v1/albums", json={"name": name}, headers=user.auth)
-    album_id: str = body_of(response, 201)["album_id"]
-    return album_id
-
-
 def frame_dir(frames: Simulator, frame_id: str) -> Path:
     return frames.data_dir / "frames" / frame_id
 
@@ -276,10 +263,10 @@ async def test_broker_kills_lose_nothing_acknowledged(
     settings = {"RUNTIME__MAX_RESTARTS": str(kills + 5)} if long_run else {}
     async with fleet(tmp_path, **settings) as (hub, admin, alice, frames):
         ids = frames.frame_ids()
-        albums = [await new_album(hub, alice, "Kitchen"), await new_album(hub, alice, "Garden")]
+        albums = [await hub.new_album(alice, "Kitchen"), await hub.new_album(alice, "Garden")]
         shown = {ids[0]: [albums[0]], ids[1]: [albums[1]], ids[2]: albums}
         for frame_id, album_ids in shown.items():
-            await show_albums(hub, admin, frame_id, album_ids)
+            await hub.show_albums(admin, [frame_id], album_ids)
         probe = Probe(hub, await hub.pair_frame(admin, "Probe"))
         uploads: dict[str, str] = {}  # file_id: album_id
         commands: list[tuple[str, str]] = []  # (frame_id, command_id)

@@ -25,7 +25,7 @@ import trio
 import wire
 from actors.mqtt import BrokerAddress, GetBrokerAddress
 from actors.telemetry import GetTelemetryStats
-from tests.api_support import DEVICES, Hub, User, running_hub
+from tests.api_support import DEVICES, Hub, running_hub
 from tests.api_support.ota import upload_firmware
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of, problem
@@ -57,20 +57,6 @@ async def count(hub: Hub, sql: str, params: tuple[Any, ...] = ()) -> int:
 
 async def events_named(hub: Hub, name: str) -> int:
     return await count(hub, "SELECT count(*) FROM events WHERE name = ?", (name,))
-
-
-async def new_album(hub: Hub, user: User, name: str) -> str:
-    response = await hub.client.post("/api/v1/albums", json={"name": name}, headers=user.auth)
-    album_id: str = body_of(response, 201)["album_id"]
-    return album_id
-
-
-async def show(hub: Hub, admin: User, frame_ids: list[str], album_ids: list[str]) -> None:
-    for frame_id in frame_ids:
-        response = await hub.client.put(
-            f"{DEVICES}/{frame_id}/albums", json={"album_ids": album_ids}, headers=admin.auth
-        )
-        body_of(response, 200)
 
 
 def refused(response: httpx.Response) -> dict[str, Any]:
@@ -141,12 +127,12 @@ async def test_a_full_blob_disk_refuses_writes_cleanly_and_service_resumes(
     rng.shuffle(cases)
     async with running_hub(tmp_path / "hub", **HUB_SETTINGS) as hub:
         admin, alice = await hub.new_user("admin", admin=True), await hub.new_user("alice")
-        album = await new_album(hub, alice, "Wall")
+        album = await hub.new_album(alice, "Wall")
         async with simulate(
             hub.address.base_url, admin.token, tmp_path / "sim", 1, *FRAME_OPTIONS
         ) as frames:
             ids = frames.frame_ids()
-            await show(hub, admin, ids, [album])
+            await hub.show_albums(admin, ids, [album])
             expected: set[str] = set()
             for number, case in enumerate(cases):
                 photo = jpeg(640, 480, seed=seed * 100 + number)
@@ -211,14 +197,14 @@ async def test_a_full_database_refuses_writes_cleanly_and_service_resumes(
     async with running_hub(tmp_path / "hub", **HUB_SETTINGS) as hub:
         admin, alice = await hub.new_user("admin", admin=True), await hub.new_user("alice")
         kitchen, garden = (
-            await new_album(hub, alice, "Kitchen"),
-            await new_album(hub, alice, "Garden"),
+            await hub.new_album(alice, "Kitchen"),
+            await hub.new_album(alice, "Garden"),
         )
         async with simulate(
             hub.address.base_url, admin.token, tmp_path / "sim", 2, *FRAME_OPTIONS
         ) as frames:
             ids = frames.frame_ids()
-            await show(hub, admin, ids, [kitchen])
+            await hub.show_albums(admin, ids, [kitchen])
             metadata = {"album_id": kitchen}
             before = body_of(await hub.upload(alice, jpeg(640, 480, seed=seed), metadata=metadata))
             photo = jpeg(640, 480, seed=seed + 1)
