@@ -99,7 +99,8 @@ ALERT_THRESHOLD = 40.0
 ALERT_CLEAR = 35.0
 
 USERS = "/api/v1/users"
-ALBUMS = "/api/v1/albums"
+API = "/api/v1"
+ALBUMS = f"{API}/albums"
 UPLOAD = "/api/v1/storage/photos/upload"
 PHOTOS = "/api/v1/photos"
 FILES = "/api/v1/files"
@@ -252,6 +253,28 @@ class Api:
     async def get(self, label: str, url: str, token: str, **params: Any) -> Json:
         return await self.json(label, "GET", url, token=token, params=params or None)
 
+    async def create(
+        self,
+        url: str,
+        token: str,
+        match: Callable[[Json], bool],
+        *,
+        listing: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Json:
+        """``POST url`` (201). Creations are not idempotent: before a repeat, the listing at
+        ``url`` (with ``listing`` as its query) is searched for the first item ``match``
+        accepts, which an attempt whose answer was lost may have made."""
+        path = url.removeprefix(API)
+
+        async def existing() -> Json | None:
+            found = await self.items(f"GET {path}", url, token, **(listing or {}))
+            return next((item for item in found if match(item)), None)
+
+        return await self.json(
+            f"POST {path}", "POST", url, token=token, expect=(201,), reconcile=existing, **options
+        )
+
     async def items(self, label: str, url: str, token: str, **params: Any) -> list[Json]:
         """Every item of a paged listing."""
         found: list[Json] = []
@@ -263,6 +286,11 @@ class Api:
             cursor = page.get("next_cursor")
             if not cursor:
                 return found
+
+
+def _named(name: str) -> Callable[[Json], bool]:
+    """Matches the item called ``name``."""
+    return lambda item: bool(item["name"] == name)
 
 
 # -- telemetry as a frame publishes it ---------------------------------------------------------
@@ -447,38 +475,13 @@ class Workload:
 
     async def make_albums(self) -> None:
         for album, owner in ALBUM_OWNERS.items():
-            token = self.tokens[owner]
-
-            async def existing(album: str = album, token: str = token) -> Json | None:
-                mine = await self.api.items("GET /albums", ALBUMS, token)
-                return next((a for a in mine if a["name"] == album), None)
-
-            made = await self.api.json(
-                "POST /albums",
-                "POST",
-                ALBUMS,
-                token=token,
-                json={"name": album},
-                expect=(201,),
-                reconcile=existing,
+            made = await self.api.create(
+                ALBUMS, self.tokens[owner], _named(album), json={"name": album}
             )
             self.albums[album] = made["album_id"]
         # One more, deleted again (its frames and the broker's access list follow).
         bob = self.tokens["bob"]
-
-        async def old_album() -> Json | None:
-            mine = await self.api.items("GET /albums", ALBUMS, bob)
-            return next((a for a in mine if a["name"] == "Old"), None)
-
-        old = await self.api.json(
-            "POST /albums",
-            "POST",
-            ALBUMS,
-            token=bob,
-            json={"name": "Old"},
-            expect=(201,),
-            reconcile=old_album,
-        )
+        old = await self.api.create(ALBUMS, bob, _named("Old"), json={"name": "Old"})
         await self.api.send(
             "DELETE /albums/{id}",
             "DELETE",
@@ -652,18 +655,8 @@ class Workload:
             "model": MODEL,
         }
 
-        async def existing() -> Json | None:
-            rules = await self.api.items("GET /alert-rules", RULES, self.admin)
-            return next((r for r in rules if r["metric"] == ALERT_METRIC), None)
-
-        await self.api.json(
-            "POST /alert-rules",
-            "POST",
-            RULES,
-            token=self.admin,
-            json=rule,
-            expect=(201,),
-            reconcile=existing,
+        await self.api.create(
+            RULES, self.admin, lambda r: bool(r["metric"] == ALERT_METRIC), json=rule
         )
 
     async def alerts_of(self, frame: str) -> list[Json]:
@@ -749,18 +742,11 @@ class Workload:
     async def playlists(self) -> None:
         alice = self.tokens["alice"]
 
-        async def existing() -> Json | None:
-            mine = await self.api.items("GET /playlists", PLAYLISTS, alice)
-            return next((p for p in mine if p["name"] == "Best"), None)
-
-        playlist = await self.api.json(
-            "POST /playlists",
-            "POST",
+        playlist = await self.api.create(
             PLAYLISTS,
-            token=alice,
+            alice,
+            _named("Best"),
             json={"name": "Best", "file_ids": [self.photos["p2"]]},
-            expect=(201,),
-            reconcile=existing,
         )
         url = f"{PLAYLISTS}/{playlist['playlist_id']}"
         await self.api.send(
@@ -773,18 +759,12 @@ class Workload:
         await self.api.get("GET /playlists/{id}", url, alice)
         hall = self.frames["Hall"].device_id
 
-        async def existing_schedule() -> Json | None:
-            mine = await self.api.items("GET /schedules", SCHEDULES, alice, frame_id=hall)
-            return mine[0] if mine else None
-
-        schedule = await self.api.json(
-            "POST /schedules",
-            "POST",
+        schedule = await self.api.create(
             SCHEDULES,
-            token=alice,
+            alice,
+            lambda _: True,  # the frame's only schedule
+            listing={"frame_id": hall},
             json={"frame_id": hall, "interval_s": 600, "playlist_id": playlist["playlist_id"]},
-            expect=(201,),
-            reconcile=existing_schedule,
         )
         await self.api.send(
             "DELETE /schedules/{id}",
@@ -862,23 +842,16 @@ class Workload:
             self.firmware = found
 
     async def new_campaign(self, name: str) -> Json:
-        async def existing() -> Json | None:
-            campaigns = await self.api.items("GET /campaigns", CAMPAIGNS, self.admin)
-            return next((c for c in campaigns if c["name"] == name), None)
-
-        return await self.api.json(
-            "POST /campaigns",
-            "POST",
+        return await self.api.create(
             CAMPAIGNS,
-            token=self.admin,
+            self.admin,
+            _named(name),
             json={
                 "name": name,
                 "firmware_id": self.firmware["firmware_id"],
                 "models": [MODEL],
                 "batch_size": 3,
             },
-            expect=(201,),
-            reconcile=existing,
         )
 
     async def campaign_action(self, campaign_id: str, action: str) -> None:
