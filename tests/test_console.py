@@ -38,8 +38,8 @@ from supervision import ActorCrashed, ActorSnapshot
 from tests.api_support import DEVICES, Hub, User, ota, running_hub
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of
-from tests.test_telemetry import as_frame
-from tests.test_telemetry import send as send_telemetry
+from tests.api_support.telemetry import as_frame
+from tests.api_support.telemetry import send as send_telemetry
 
 TIMEOUT = 15.0
 

@@ -15,7 +15,7 @@ from actors.events import AlertResolved, AlertTriggered, rfc3339
 from actors.telemetry import TELEMETRY_PATH
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
 from tests.api_support.replies import body_of, problem
-from tests.test_telemetry import as_frame, as_hub, send, stats, telemetry, until_stored
+from tests.api_support.telemetry import as_frame, as_hub, send, stats, telemetry, until_stored
 
 RULES = "/api/v1/alert-rules"
 ALERTS = "/api/v1/alerts"

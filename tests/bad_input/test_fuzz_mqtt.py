@@ -30,11 +30,11 @@ import trio
 from actors.mqtt import MQTT_PATH, GetMqttStats, MqttStats
 from actors.telemetry import METRIC_NAME_PATTERN, TelemetryStats
 from tests.api_support import Frame, Hub, User, running_hub
+from tests.api_support.telemetry import as_frame, as_hub, stats, telemetry
 from tests.bad_input_support.examples import drawn
 from tests.bad_input_support.mqtt_cases import PROXY_LEAVES, Case, boundary_cases, cases
 from tests.mqtt_support import Client
 from tests.test_frames_hub import device, heartbeat
-from tests.test_telemetry import as_frame, as_hub, stats, telemetry
 
 CASES = 500
 CASES_LONG = 12_000

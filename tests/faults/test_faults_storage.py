@@ -23,13 +23,13 @@ import msgspec
 import trio
 
 import wire
-from actors.mqtt import BrokerAddress, GetBrokerAddress
 from actors.telemetry import GetTelemetryStats
 from tests.api_support import DEVICES, Hub, running_hub
 from tests.api_support.ota import upload_firmware
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of, problem
 from tests.api_support.simulator import Simulator, simulate
+from tests.api_support.telemetry import as_frame
 from tests.fault_support.storage import (
     blob_names,
     blobs_full,
@@ -39,7 +39,6 @@ from tests.fault_support.storage import (
     unwell,
 )
 from tests.journal_support.common import poll
-from tests.mqtt_support import connect
 
 HUB_SETTINGS = {"FRAMES__HEARTBEAT_INTERVAL_S": "1"}
 FRAME_OPTIONS = ("--no-render",)
@@ -314,16 +313,7 @@ async def test_telemetry_on_a_full_database_does_not_crash(tmp_path: Path) -> No
     async with running_hub(tmp_path / "hub", **HUB_SETTINGS) as hub:
         admin = await hub.new_user("admin", admin=True)
         frame = await hub.pair_frame(admin, "Sensor")
-        address: BrokerAddress = await hub.system.lookup("/infra/broker").ask(GetBrokerAddress())
-        mqtt = frame.mqtt
-        async with connect(
-            hub.system,
-            address.host,
-            address.port,
-            mqtt["username"],
-            mqtt["password"],
-            identifier=mqtt["client_id"],
-        ) as client:
+        async with as_frame(hub, frame) as client:
 
             async def burst(samples: int) -> None:
                 for number in range(samples):

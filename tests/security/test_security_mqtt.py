@@ -26,10 +26,10 @@ from actors.telemetry import TELEMETRY_PATH, GetTelemetryStats, TelemetryStats
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of, problem
+from tests.api_support.telemetry import as_frame, as_hub, broker, telemetry
 from tests.mqtt_support import Client, connect
 from tests.security_support import assign
 from tests.test_frames_hub import device, heartbeat, new_album, wait_sync
-from tests.test_telemetry import as_frame, as_hub, broker, telemetry
 
 _encode = msgspec.json.encode
 STAMP = "2026-11-22T10:00:00Z"
