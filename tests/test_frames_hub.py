@@ -190,8 +190,11 @@ async def test_the_twin_follows_availability_heartbeats_and_silence(tmp_path: Pa
                 return not await online()
 
             await hub.until(offline)
-            (went,) = await hub.events("device.offline")
+            # The last going offline was the silence (on a loaded machine the heartbeat may
+            # come late enough for an earlier silence and return too).
+            went = (await hub.events("device.offline"))[-1]
             assert "no heartbeat" in went.reason
+            returns = len(await hub.events("device.online"))
             # Back: the proxy sends the sync again.
             seen = len(client.received)
             await client.publish(f"{topic}/availability", b"online", retain=True)
@@ -201,7 +204,7 @@ async def test_the_twin_follows_availability_heartbeats_and_silence(tmp_path: Pa
             await hub.until(offline)
             reasons = [e.reason for e in await hub.events("device.offline")]
             assert reasons[-1] == "the frame's connection ended"
-            assert len(await hub.events("device.online")) == 2
+            assert len(await hub.events("device.online")) == returns + 1
 
 
 async def test_commands_are_confirmed_by_the_frame_or_time_out(tmp_path: Path) -> None:
