@@ -9,41 +9,51 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from actors.accounts import Accounts
-from actors.album import Album
-from actors.api import ROUTES
+from actors.accounts import Accounts, AccountsMessage
+from actors.album import Album, AlbumMessage
+from actors.api import ROUTES, ApiPeers
 from actors.blobs import BlobStore
-from actors.console import CONSOLE_PATH, Console, ConsoleAddress, GetConsoleAddress
-from actors.devices import DeviceRegistry
-from actors.frames import FLEET_NAME, FrameFleet
-from actors.http import GetHttpAddress, HttpAddress, HttpGateway, PublicUrl
-from actors.journal import AuditLog, Journal, JournalKeeper
-from actors.media import MediaCache
+from actors.console import Console, ConsoleMessage, ConsolePeers, GetConsoleAddress
+from actors.devices import DeviceMessage, DeviceRegistry, FrameAccess
+from actors.frames import (
+    FLEET_NAME,
+    FleetMessage,
+    FrameDirectory,
+    FrameFleet,
+    ProxyMessage,
+    ProxyPeers,
+)
+from actors.http import GatewayMessage, GetHttpAddress, HttpGateway, PublicUrl
+from actors.journal import AuditLog, Journal, JournalKeeper, JournalNudge, KeeperMessage
+from actors.media import MediaCache, MediaMessage
 from actors.mqtt import (
-    MQTT_PATH,
+    BridgeMessage,
     BrokerAccess,
-    BrokerAddress,
+    BrokerMessage,
     GetBrokerAddress,
     GetMqttStats,
     MosquittoBroker,
     MqttBridge,
-    MqttStats,
+    SetFrameAccess,
     find_mosquitto,
 )
-from actors.notifier import NotificationFeed, Notifier
-from actors.ota import OTA_PATH, OtaCampaigns, SigningKey, load_signing_key
+from actors.notifier import NotificationFeed, Notifier, NotifierMessage
+from actors.ota import OtaCampaigns, OtaMessage, SigningKey, load_signing_key
 from actors.store import Store
-from actors.telemetry import TELEMETRY_PATH, TelemetryMonitor
-from actors.uploader import Uploader
+from actors.telemetry import TelemetryMessage, TelemetryMonitor
+from actors.uploader import Uploader, UploaderMessage
 from config import Settings
 from supervision import (
+    ActorRef,
     ActorSystem,
     Backoff,
+    ChildDirectory,
     ChildSpec,
     Intensity,
     Strategy,
@@ -66,6 +76,35 @@ IMAGE_WORKERS = 2
 """Threads decoding and resizing images at once: Pillow releases the GIL, 2 cores here."""
 
 
+@dataclass(frozen=True, slots=True)
+class HubRefs:
+    """Every actor of the hub's tree by what it does, as a typed ref: the one place that
+    decides where each actor sits. Built before the tree starts (``ActorRef.declare``), so
+    that each actor gets the refs it needs through its constructor."""
+
+    journal: ActorRef[KeeperMessage] = field(default_factory=ActorRef.declare)
+    audit: ActorRef[JournalNudge] = field(default_factory=ActorRef.declare)
+    broker: ActorRef[BrokerMessage] = field(default_factory=ActorRef.declare)
+    mqtt: ActorRef[BridgeMessage] = field(default_factory=ActorRef.declare)
+    accounts: ActorRef[AccountsMessage] = field(default_factory=ActorRef.declare)
+    uploader: ActorRef[UploaderMessage] = field(default_factory=ActorRef.declare)
+    album: ActorRef[AlbumMessage] = field(default_factory=ActorRef.declare)
+    media: ActorRef[MediaMessage] = field(default_factory=ActorRef.declare)
+    devices: ActorRef[DeviceMessage] = field(default_factory=ActorRef.declare)
+    ota: ActorRef[OtaMessage] = field(default_factory=ActorRef.declare)
+    telemetry: ActorRef[TelemetryMessage] = field(default_factory=ActorRef.declare)
+    notifier: ActorRef[NotifierMessage] = field(default_factory=ActorRef.declare)
+    frames_supervisor: ActorRef[object] = field(default_factory=ActorRef.declare)
+    fleet: ActorRef[FleetMessage] = field(default_factory=ActorRef.declare)
+    http: ActorRef[GatewayMessage] = field(default_factory=ActorRef.declare)
+    console: ActorRef[ConsoleMessage] = field(default_factory=ActorRef.declare)
+
+    @property
+    def frames(self) -> FrameDirectory:
+        """The frames' proxies (the dynamic children of the ``frames`` supervisor)."""
+        return FrameDirectory(ChildDirectory[ProxyMessage](self.frames_supervisor))
+
+
 def hub_tree(
     settings: Settings,
     journal: Journal,
@@ -76,12 +115,15 @@ def hub_tree(
     firmware: BlobStore,
     signing_key: SigningKey,
     notifications: NotificationFeed,
+    refs: HubRefs | None = None,
 ) -> ChildSpec[Any]:
     """The root of the hub: infra, domain, frames and edge subtrees (ARCHITECTURE.md).
 
     The database and the journal are resources opened before the tree and closed after it;
-    the actors receive them through their constructors.
+    the actors receive them, and the refs of the actors they talk to, through their
+    constructors. ``refs`` are the refs the tree's actors answer to (new ones if not given).
     """
+    refs = refs if refs is not None else HubRefs()
     runtime = settings.runtime
     intensity = Intensity(max_restarts=runtime.max_restarts, within_s=runtime.restart_window_s)
     backoff = Backoff(
@@ -91,7 +133,12 @@ def hub_tree(
         reset_s=runtime.backoff_reset_s,
     )
 
-    def subtree(name: str, strategy: Strategy, children: list[ChildSpec[Any]]) -> ChildSpec[Any]:
+    def subtree(
+        name: str,
+        strategy: Strategy,
+        children: list[ChildSpec[Any]],
+        ref: ActorRef[object] | None = None,
+    ) -> ChildSpec[Any]:
         return supervisor(
             name,
             children,
@@ -99,31 +146,38 @@ def hub_tree(
             intensity=intensity,
             backoff=backoff,
             shutdown_timeout=runtime.shutdown_timeout_s * 4,
+            ref=ref,
         )
 
     capacity = runtime.mailbox_capacity
     retention_s = settings.journal.retention_hours * 3600
     broker_access = BrokerAccess()  # frames' broker access outlives broker restarts
     public_url = PublicUrl(settings.http.public_url.rstrip("/"))
+    managed = settings.mqtt.mode == "managed"
+    frames = refs.frames
     broker: list[ChildSpec[Any]] = []
-    broker_path: str | None = None
-    if settings.mqtt.mode == "managed":
-        broker_path = "/infra/broker"
+    if managed:
         broker.append(
             ChildSpec(
                 "broker",
                 lambda: MosquittoBroker(settings.mqtt, settings.data_path, access=broker_access),
                 mailbox_capacity=capacity,
                 shutdown_timeout=max(runtime.shutdown_timeout_s, 5.0),
+                ref=refs.broker,
             )
         )
+
+    async def allow_frames(access: list[FrameAccess]) -> None:
+        await refs.broker.ask(SetFrameAccess(frames=access))
+
     infra: list[ChildSpec[Any]] = [
         ChildSpec(
             "journal",
             lambda: JournalKeeper(journal, retention_s=retention_s),
             mailbox_capacity=capacity,
+            ref=refs.journal,
         ),
-        ChildSpec("audit", lambda: AuditLog(journal), mailbox_capacity=capacity),
+        ChildSpec("audit", lambda: AuditLog(journal), mailbox_capacity=capacity, ref=refs.audit),
         *broker,
         ChildSpec(
             "mqtt",
@@ -131,57 +185,127 @@ def hub_tree(
                 settings.mqtt,
                 journal,
                 public_url,
-                broker=broker_path,
-                telemetry=TELEMETRY_PATH,
-                ota=OTA_PATH,
+                frames=frames,
+                telemetry=refs.telemetry,
+                ota=refs.ota,
+                broker=refs.broker if managed else None,
             ),
             mailbox_capacity=capacity,
+            ref=refs.mqtt,
         ),
     ]
     store = journal.store
     domain: list[ChildSpec[Any]] = [
-        ChildSpec("accounts", lambda: Accounts(store), mailbox_capacity=capacity),
+        ChildSpec(
+            "accounts", lambda: Accounts(store), mailbox_capacity=capacity, ref=refs.accounts
+        ),
         ChildSpec(
             "uploader",
             lambda: Uploader(store, originals, limiter),
             mailbox_capacity=capacity,
+            ref=refs.uploader,
         ),
-        ChildSpec("album", lambda: Album(store, journal), mailbox_capacity=capacity),
+        ChildSpec(
+            "album", lambda: Album(store, journal), mailbox_capacity=capacity, ref=refs.album
+        ),
         ChildSpec(
             "media",
             lambda: MediaCache(store, journal, versions, limiter, originals=originals),
             mailbox_capacity=capacity,
+            ref=refs.media,
         ),
         ChildSpec(
             "devices",
-            lambda: DeviceRegistry(store, journal, broker=broker_path),
+            lambda: DeviceRegistry(
+                store,
+                journal,
+                album=refs.album,
+                accounts=refs.accounts,
+                access=allow_frames if managed else None,
+            ),
             mailbox_capacity=capacity,
+            ref=refs.devices,
         ),
         ChildSpec(
             "ota",
-            lambda: OtaCampaigns(store, journal, firmware, signing_key, settings.ota, public_url),
+            lambda: OtaCampaigns(
+                store,
+                journal,
+                firmware,
+                signing_key,
+                settings.ota,
+                public_url,
+                registry=refs.devices,
+                frames=frames,
+            ),
             mailbox_capacity=capacity,
+            ref=refs.ota,
         ),
         ChildSpec(
             "telemetry",
-            lambda: TelemetryMonitor(store, journal, settings.telemetry),
+            lambda: TelemetryMonitor(store, journal, settings.telemetry, registry=refs.devices),
             mailbox_capacity=capacity,
+            ref=refs.telemetry,
         ),
         ChildSpec(
             "notifier",
-            lambda: Notifier(store, journal, settings.notifier, notifications),
+            lambda: Notifier(
+                store,
+                journal,
+                settings.notifier,
+                notifications,
+                accounts=refs.accounts,
+                registry=refs.devices,
+            ),
             mailbox_capacity=capacity,
+            ref=refs.notifier,
         ),
     ]
-    frames: list[ChildSpec[Any]] = [
+    proxy_peers = ProxyPeers(devices=refs.devices, album=refs.album, media=refs.media)
+    fleet: list[ChildSpec[Any]] = [
         ChildSpec(
             FLEET_NAME,
             lambda: FrameFleet(
-                store, journal, public_url, settings.frames, mailbox_capacity=capacity
+                store,
+                journal,
+                public_url,
+                settings.frames,
+                frames=frames,
+                peers=proxy_peers,
+                mailbox_capacity=capacity,
             ),
             mailbox_capacity=capacity,
+            ref=refs.fleet,
         ),
     ]
+    api_peers = ApiPeers(
+        accounts=refs.accounts,
+        uploader=refs.uploader,
+        album=refs.album,
+        media=refs.media,
+        devices=refs.devices,
+        fleet=refs.fleet,
+        frames=frames,
+        ota=refs.ota,
+        telemetry=refs.telemetry,
+        notifier=refs.notifier,
+        mqtt=refs.mqtt,
+        console=refs.console,
+    )
+    console_peers = ConsolePeers(
+        accounts=refs.accounts,
+        devices=refs.devices,
+        fleet=refs.fleet,
+        frames=frames,
+        ota=refs.ota,
+        telemetry=refs.telemetry,
+        journal=refs.journal,
+    )
+
+    async def broker_connected(_: ActorSystem) -> str | None:
+        stats = await refs.mqtt.ask(GetMqttStats())
+        return None if stats.connected else "not connected to the MQTT broker"
+
     edge: list[ChildSpec[Any]] = [
         ChildSpec(
             "http",
@@ -189,12 +313,15 @@ def hub_tree(
                 settings.http,
                 store=store,
                 staging_dir=originals.staging,
+                accounts=refs.accounts,
                 routes=ROUTES,
+                peers=api_peers,
                 public_url=public_url,
-                readiness=[_broker_connected],
+                readiness=[broker_connected],
             ),
             mailbox_capacity=capacity,
             shutdown_timeout=max(settings.runtime.shutdown_timeout_s, 5.0),
+            ref=refs.http,
         ),
         ChildSpec(
             "console",
@@ -202,8 +329,10 @@ def hub_tree(
                 settings.console,
                 store_listeners=store.commit_listeners,
                 notifications=notifications,
+                peers=console_peers,
             ),
             mailbox_capacity=capacity,
+            ref=refs.console,
         ),
     ]
     return subtree(
@@ -212,15 +341,19 @@ def hub_tree(
         [
             subtree("infra", Strategy.REST_FOR_ONE, infra),
             subtree("domain", Strategy.ONE_FOR_ONE, domain),
-            subtree("frames", Strategy.ONE_FOR_ONE, frames),
+            subtree("frames", Strategy.ONE_FOR_ONE, fleet, ref=refs.frames_supervisor),
             subtree("edge", Strategy.ONE_FOR_ONE, edge),
         ],
     )
 
 
-async def _broker_connected(system: ActorSystem) -> str | None:
-    stats: MqttStats = await system.lookup(MQTT_PATH).ask(GetMqttStats())
-    return None if stats.connected else "not connected to the MQTT broker"
+@dataclass(frozen=True, slots=True)
+class RunningHub:
+    """The hub once it is ready, as ``serve(on_ready=...)`` hands it over (tests, benchmarks)."""
+
+    system: ActorSystem
+    store: Store
+    refs: HubRefs
 
 
 def write_ports(data_dir: Path, ports: dict[str, int]) -> None:
@@ -264,7 +397,7 @@ def _limit_malloc_arenas() -> None:
 async def serve(
     settings: Settings,
     *,
-    on_ready: Callable[[ActorSystem, Store], Awaitable[None]] | None = None,
+    on_ready: Callable[[RunningHub], Awaitable[None]] | None = None,
 ) -> None:
     """Run the hub until SIGINT or SIGTERM, then shut down gracefully.
 
@@ -297,6 +430,7 @@ async def serve(
             originals = BlobStore(data_dir / BLOBS_DIR / "originals")
             versions = BlobStore(data_dir / BLOBS_DIR / "versions")
             limiter = trio.CapacityLimiter(IMAGE_WORKERS)
+            refs = HubRefs()
             tree = hub_tree(
                 settings,
                 journal,
@@ -306,28 +440,27 @@ async def serve(
                 firmware=BlobStore(data_dir / BLOBS_DIR / "firmware"),
                 signing_key=load_signing_key(data_dir),
                 notifications=NotificationFeed(),
+                refs=refs,
             )
             async with open_system(
                 tree, bridge=bridge, ask_timeout=settings.runtime.ask_timeout_s
             ) as system:
                 for line in _describe_tree(system):
                     log.info("started %s", line)
-                http: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
+                http = await refs.http.ask(GetHttpAddress())
                 ports = {"http": http.port}
                 log.info("HTTP API on %s", http.base_url)
                 if settings.mqtt.mode == "managed":
-                    mqtt: BrokerAddress = await system.lookup("/infra/broker").ask(
-                        GetBrokerAddress()
-                    )
+                    mqtt = await refs.broker.ask(GetBrokerAddress())
                     ports["mqtt"] = mqtt.port
                     log.info("MQTT broker (mosquitto) on %s:%d", mqtt.host, mqtt.port)
-                console: ConsoleAddress = await system.lookup(CONSOLE_PATH).ask(GetConsoleAddress())
+                console = await refs.console.ask(GetConsoleAddress())
                 ports["console"] = console.port
                 log.info("operator console on %s", console.url)
                 write_ports(data_dir, ports)
                 log.info("framehub ready (data in %s)", data_dir)
                 if on_ready is not None:
-                    await on_ready(system, store)
+                    await on_ready(RunningHub(system=system, store=store, refs=refs))
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     break

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actors.devices import read_frame_access
-from actors.mqtt import HUB_USERNAME, acl_text, hash_password
+from actors.devices import hash_password, read_frame_access
+from actors.mqtt import HUB_USERNAME, acl_text
 from actors.store import Store
 from config import Settings
 from supervision import open_asyncio_bridge

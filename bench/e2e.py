@@ -47,9 +47,9 @@ from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
-from actors import serve
-from actors.accounts import ACCOUNTS_PATH, CreateUser, NewUser
-from actors.http import GetHttpAddress, HttpAddress
+from actors import HubRefs, RunningHub, serve
+from actors.accounts import CreateUser
+from actors.http import GetHttpAddress
 from actors.mqtt import BrokerAddress, GetBrokerAddress
 from actors.store import Store
 from bench._report import Figure, Report, Target, percentile, run_cli
@@ -98,19 +98,17 @@ def make_photo(seed: int) -> bytes:
 class BenchHub:
     system: ActorSystem
     store: Store
+    refs: HubRefs
     base_url: str
     http: httpx.AsyncClient
 
     async def new_user(self, name: str, *, admin: bool = False) -> str:
-        """A user made through ``/domain/accounts``; its API token."""
-        made: NewUser = await self.system.lookup(ACCOUNTS_PATH).ask(
-            CreateUser(name=name, admin=admin)
-        )
+        """A user made by the accounts actor; its API token."""
+        made = await self.refs.accounts.ask(CreateUser(name=name, admin=admin))
         return made.token
 
     async def broker(self) -> BrokerAddress:
-        address: BrokerAddress = await self.system.lookup("/infra/broker").ask(GetBrokerAddress())
-        return address
+        return await self.refs.broker.ask(GetBrokerAddress())
 
 
 class HubHttp(Protocol):
@@ -142,12 +140,12 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[BenchHub
     # aiomqtt warns whenever more than 10 publishes await their acknowledgement, which the
     # bridge's pipelined outbox (up to 20 in flight) does by design: not news here.
     logging.getLogger("mqtt").setLevel(logging.ERROR)
-    started: list[tuple[ActorSystem, Store]] = []
+    started: list[RunningHub] = []
     ready = trio.Event()
     stopping = interrupted = False
 
-    async def on_ready(system: ActorSystem, store: Store) -> None:
-        started.append((system, store))
+    async def on_ready(hub: RunningHub) -> None:
+        started.append(hub)
         ready.set()
 
     async with trio.open_nursery() as nursery:
@@ -162,12 +160,13 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[BenchHub
         nursery.start_soon(run)
         with trio.fail_after(60):
             await ready.wait()
-        system, store = started[0]
-        address: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
+        running = started[0]
+        system = running.system
+        address = await running.refs.http.ask(GetHttpAddress())
         base_url = f"http://127.0.0.1:{address.port}"
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as http:
-                yield BenchHub(system, store, base_url, http)
+                yield BenchHub(system, running.store, running.refs, base_url, http)
         except BaseException:
             # A signal stopping the hub makes the caller fail (the HTTP server stops first):
             # then let serve finish its graceful shut-down and report the interruption.

@@ -33,7 +33,7 @@ import psutil
 import trio
 
 import wire
-from actors.mqtt import MQTT_PATH, GetMqttStats, MqttStats
+from actors.mqtt import GetMqttStats, MqttStats
 from bench._report import Figure, Report, Target, run_cli
 from bench.e2e import (
     HUB_SETTINGS,
@@ -126,7 +126,7 @@ class Results:
 
 
 async def mqtt_stats(hub: BenchHub) -> MqttStats:
-    stats: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+    stats = await hub.refs.mqtt.ask(GetMqttStats())
     return stats
 
 

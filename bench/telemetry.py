@@ -59,15 +59,13 @@ import psutil
 import trio
 
 from actors.mqtt import (
-    MQTT_PATH,
     BrokerAddress,
-    BrokerProcess,
     GetBrokerProcess,
     GetMqttStats,
     MqttClient,
     MqttStats,
 )
-from actors.telemetry import TELEMETRY_PATH, GetTelemetryStats, TelemetryStats
+from actors.telemetry import GetTelemetryStats, TelemetryStats
 from bench._report import Figure, Report, Target, run_cli
 from bench.e2e import (
     HUB_SETTINGS,
@@ -462,7 +460,7 @@ async def ceiling_pass(
 
 
 async def telemetry_stats(hub: BenchHub) -> TelemetryStats:
-    stats: TelemetryStats = await hub.system.lookup(TELEMETRY_PATH).ask(GetTelemetryStats())
+    stats = await hub.refs.telemetry.ask(GetTelemetryStats())
     return stats
 
 
@@ -598,7 +596,7 @@ async def measure(directory: Path, frames: int, samples: int, rounds: int) -> Re
             window=WINDOW,
             credit=CREDIT,
         )
-        broker: BrokerProcess = await hub.system.lookup("/infra/broker").ask(GetBrokerProcess())
+        broker = await hub.refs.broker.ask(GetBrokerProcess())
         processes = {"hub": psutil.Process(), "mosquitto": psutil.Process(broker.pid)}
         passes: list[Pass] = []
         before_bridge = await mqtt_stats(hub)
@@ -635,7 +633,7 @@ async def measure(directory: Path, frames: int, samples: int, rounds: int) -> Re
 
 
 async def mqtt_stats(hub: BenchHub) -> MqttStats:
-    stats: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+    stats = await hub.refs.mqtt.ask(GetMqttStats())
     return stats
 
 

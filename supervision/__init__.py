@@ -10,6 +10,7 @@ from ._actor import (
     ActorContext,
     ActorRef,
     DeferredReply,
+    Request,
     Supervisor,
     Terminated,
     Timer,
@@ -17,6 +18,7 @@ from ._actor import (
 )
 from ._asyncio_bridge import AsyncioBridge, open_asyncio_bridge
 from ._cell import State
+from ._directory import ChildDirectory
 from ._errors import (
     ActorCrashed,
     ActorError,
@@ -47,6 +49,7 @@ __all__ = [
     "AskTimeout",
     "AsyncioBridge",
     "Backoff",
+    "ChildDirectory",
     "ChildSpec",
     "DeadLetter",
     "DeadLetters",
@@ -59,6 +62,7 @@ __all__ = [
     "InstalledFault",
     "Intensity",
     "MailboxFull",
+    "Request",
     "Restart",
     "RestartIntensityExceeded",
     "State",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 import msgspec
 import trio
 
-from ._errors import ActorStopped, AskTimeout
+from ._errors import ActorNotFound, ActorStopped, AskTimeout
 from ._mailbox import Reply, trim
 from ._spec import Backoff, ChildSpec, Intensity, Restart, Strategy, Supervision
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 M = TypeVar("M")
 N = TypeVar("N")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 DEFAULT_ASK_TIMEOUT = 5.0
 """Seconds ``ask`` waits for a reply unless the system or the call says otherwise
@@ -41,34 +43,66 @@ class Terminated(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
+class Request(msgspec.Struct, Generic[R_co], frozen=True, kw_only=True):
+    """A message that is answered, and ``R_co`` is the type of its answer.
+
+    The request declares its reply (Akka Typed's ``replyTo``): ``class GetAlbum(Request[Album])``
+    makes ``await ref.ask(GetAlbum(...))`` an ``Album`` for mypy, so every caller's use of a
+    reply is checked. It adds no fields: a request encodes as the Struct it is.
+    """
+
+
 class ActorRef(Generic[M]):
     """The address of an actor. It stays valid across restarts: the mailbox belongs to it.
 
     ``M`` is the type of message the actor accepts, so that mypy refuses a wrong message.
+
+    A ref can be declared before its actor starts (``ActorRef.declare()``, passed to the
+    actor's ``ChildSpec(ref=...)``), so that whoever assembles a tree can hand every actor the
+    refs of the others through its constructor. Until the actor is started, using it raises
+    ``ActorNotFound``, as looking up a path that is not there does.
     """
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_cell", "_name")
 
-    def __init__(self, cell: Cell) -> None:
-        self._cell = cell
+    def __init__(self, cell: Cell | None, name: str = "") -> None:
+        self._cell: Cell | None = cell
+        self._name = name
+
+    @classmethod
+    def declare(cls, name: str = "") -> ActorRef[M]:
+        """A ref to an actor not started yet; ``name`` only serves ``repr`` until then."""
+        return cls(None, name)
+
+    @property
+    def _live(self) -> Cell:
+        cell = self._cell
+        if cell is None:
+            raise ActorNotFound(f"<{self._name or 'actor'}: not started>")
+        return cell
 
     @property
     def path(self) -> str:
-        return self._cell.path
+        return self._live.path
 
     @property
     def alive(self) -> bool:
-        """False once the actor has stopped for good."""
-        return not self._cell.mailbox.closed
+        """False once the actor has stopped for good (or before it started)."""
+        return self._cell is not None and not self._cell.mailbox.closed
 
     def __repr__(self) -> str:
-        return f"<ActorRef {self._cell.path}>"
+        where = self._cell.path if self._cell is not None else f"{self._name} (not started)"
+        return f"<ActorRef {where}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorRef) and other._cell is self._cell
+        if not isinstance(other, ActorRef):
+            return False
+        if self._cell is None:
+            return other is self
+        return other._cell is self._cell
 
     def __hash__(self) -> int:
-        return id(self._cell)
+        return id(self)
 
     async def tell(self, message: M) -> None:
         """Queue ``message``; waits while the mailbox is full (backpressure).
@@ -76,11 +110,11 @@ class ActorRef(Generic[M]):
         Raises ``ActorStopped`` if the actor has stopped for good. It is a checkpoint only
         when it has to wait for space.
         """
-        await self._cell.mailbox.put((message, None))
+        await self._live.mailbox.put((message, None))
 
     def tell_nowait(self, message: M) -> None:
         """Queue ``message`` or raise ``MailboxFull`` at once."""
-        self._cell.mailbox.put_nowait((message, None))
+        self._live.mailbox.put_nowait((message, None))
 
     def nudge(self, message: M) -> None:
         """Queue a wake-up note even when the mailbox is full.
@@ -89,13 +123,23 @@ class ActorRef(Generic[M]):
         waiting"), so the overflow is bounded by the number of such senders. Data goes
         through ``tell``. Raises ``ActorStopped`` once the actor has stopped for good.
         """
-        mailbox = self._cell.mailbox
+        cell = self._live
+        mailbox = cell.mailbox
         if mailbox.closed:
-            raise ActorStopped(self._cell.path)
+            raise ActorStopped(cell.path)
         mailbox.put_unbounded((message, None))
 
-    async def ask(self, message: M, *, timeout: float | Default | None = DEFAULT) -> Any:
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float | Default | None = DEFAULT) -> R: ...
+
+    @overload
+    async def ask(self, message: M, *, timeout: float | Default | None = DEFAULT) -> object: ...
+
+    async def ask(self, message: object, *, timeout: float | Default | None = DEFAULT) -> Any:
         """Send ``message`` and return what its handler returns.
+
+        For a ``Request[R]`` mypy knows the reply is an ``R``; any other message's reply is an
+        ``object`` the caller must narrow.
 
         Raises the handler's ``DomainError``; ``ActorCrashed`` if the handler crashed the
         actor; ``ActorStopped`` if the actor stopped before handling it; ``AskTimeout`` if no
@@ -104,7 +148,7 @@ class ActorRef(Generic[M]):
         the actor had already taken when the asker gave up is finished and its reply dropped;
         one still queued is dropped unhandled when its turn comes (counted as ``expired``).
         """
-        cell = self._cell
+        cell = self._live
         if timeout is DEFAULT:
             timeout = cell.system.ask_timeout
         reply = Reply()
@@ -125,7 +169,7 @@ class ActorRef(Generic[M]):
         raise AskTimeout(cell.path, timeout)
 
 
-class DeferredReply:
+class DeferredReply(Generic[R]):
     """The answer to an ask, given later (``gen_server:reply`` / Akka's ``sender``).
 
     A handler that cannot answer yet calls ``context.defer_reply()`` and keeps this; the
@@ -139,7 +183,7 @@ class DeferredReply:
     def __init__(self, reply: Reply) -> None:
         self._reply = reply
 
-    def set(self, value: Any) -> None:
+    def set(self, value: R) -> None:
         self._reply.set(value)
 
     def fail(self, error: BaseException) -> None:
@@ -202,8 +246,8 @@ class ActorContext(Generic[M]):
         """Stop a child for good, letting it drain its mailbox first."""
         await self._cell.children.stop_child(name)
 
-    def defer_reply(self) -> DeferredReply:
-        """Take over the answer to the ask being handled, to give it later.
+    def defer_reply(self, request: Request[R]) -> DeferredReply[R]:
+        """Take over the answer to ``request``, the ask being handled, to give it later.
 
         Raises ``RuntimeError`` when the current message is not an ask (or was deferred).
         """
@@ -215,6 +259,14 @@ class ActorContext(Generic[M]):
         cell._deferred = [kept for kept in cell._deferred if not kept.settled]
         cell._deferred.append(reply)
         return DeferredReply(reply)
+
+    @property
+    def asker_gone(self) -> bool:
+        """True when the asker of the request being handled has given up (timed out or was
+        cancelled), so that its answer would be dropped: a handler that made something only
+        that answer can hand over (a secret shown once) undoes it instead."""
+        reply = self._cell._reply
+        return reply is not None and reply.abandoned
 
     def stop(self) -> None:
         """Stop myself once the queued messages are handled (a normal exit, not a crash)."""
@@ -241,10 +293,10 @@ class ActorContext(Generic[M]):
 
     def watch(self, ref: ActorRef[Any], on_terminated: Callable[[Terminated], M]) -> None:
         """When ``ref`` stops for good, deliver ``on_terminated(Terminated(...))`` to me."""
-        self._cell.watch(ref._cell, on_terminated)
+        self._cell.watch(ref._live, on_terminated)
 
     def unwatch(self, ref: ActorRef[Any]) -> None:
-        ref._cell.watchers.pop(self._cell, None)
+        ref._live.watchers.pop(self._cell, None)
 
 
 class Actor(Generic[M]):
@@ -297,6 +349,7 @@ def supervisor(
     backoff: Backoff | None = None,
     restart: Restart = Restart.PERMANENT,
     shutdown_timeout: float = 30.0,
+    ref: ActorRef[Any] | None = None,
 ) -> ChildSpec[Any]:
     """A child spec for a pure supervisor with the given children and policy."""
     return ChildSpec(
@@ -310,4 +363,5 @@ def supervisor(
             backoff=backoff if backoff is not None else Backoff(),
         ),
         children=tuple(children),
+        ref=ref,
     )

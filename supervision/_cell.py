@@ -166,7 +166,8 @@ class Cell:
         else:
             self.path = f"{parent.path}/{spec.name}"
         self.mailbox = Mailbox(self.path, spec.mailbox_capacity)
-        self.ref: ActorRef[Any] = ActorRef(self)
+        self.ref: ActorRef[Any] = spec.ref if spec.ref is not None else ActorRef(self)
+        self.ref._cell = self
         self.state = State.STARTING
         self.incarnation = 0
         self.restarts = 0

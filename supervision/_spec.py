@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from ._actor import Actor
+    from ._actor import Actor, ActorRef
 
 M = TypeVar("M")
 
@@ -90,6 +90,8 @@ class ChildSpec(Generic[M]):
     shutdown_timeout: float = 5.0
     supervision: Supervision = field(default_factory=Supervision)
     children: tuple[ChildSpec[Any], ...] = ()
+    ref: ActorRef[M] | None = None
+    """A ref declared beforehand (``ActorRef.declare()``) that the started actor answers to."""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name in {".", ".."}:

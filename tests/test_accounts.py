@@ -12,7 +12,6 @@ import pytest
 
 from actors import DATABASE_NAME
 from actors.accounts import (
-    ACCOUNTS_PATH,
     Accounts,
     Authenticate,
     CreateUser,
@@ -39,7 +38,7 @@ async def accounts_in(path: Path) -> AsyncIterator[tuple[ActorRef[object], Store
             "root", [supervisor("domain", [ChildSpec("accounts", lambda: Accounts(store))])]
         )
         async with open_system(tree, bridge=bridge) as system:
-            yield system.lookup(ACCOUNTS_PATH), store
+            yield system.lookup("/domain/accounts"), store
 
 
 async def test_a_new_users_token_authenticates_and_only_its_hash_is_stored(

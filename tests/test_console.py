@@ -28,7 +28,6 @@ from actors.console import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
-    CONSOLE_PATH,
     ConsoleStats,
     GetConsoleStats,
 )
@@ -151,7 +150,7 @@ async def test_only_admin_tokens_open_the_console(tmp_path: Path) -> None:
             reply = await command(ws, action="fault.remove", rule_id=12345)
             assert reply == {"type": "reply", "id": reply["id"], "ok": False,
                              "error": "no fault rule 12345", "result": None}  # fmt: skip
-        stats: ConsoleStats = await hub.system.lookup(CONSOLE_PATH).ask(GetConsoleStats())
+        stats: ConsoleStats = await hub.refs.console.ask(GetConsoleStats())
         assert stats.refused == 4
 
 
@@ -160,7 +159,7 @@ async def test_a_silent_client_is_closed_with_4408(tmp_path: Path) -> None:
         async with open_websocket_url(console_url(hub)) as ws:
             code, reason = await close_code(ws)
         assert code == 4408 and reason == "no hello within 0.3 s"
-        stats: ConsoleStats = await hub.system.lookup(CONSOLE_PATH).ask(GetConsoleStats())
+        stats: ConsoleStats = await hub.refs.console.ask(GetConsoleStats())
         assert (stats.refused, stats.connections) == (1, 0)
 
 
@@ -295,7 +294,7 @@ async def test_malformed_messages_get_errors_and_the_connection_keeps_working(
             assert answer.startswith(b"HTTP/1.1 4"), answer
         async with console(hub, admin) as ws:
             assert (await command(ws, action="fault.remove", rule_id=8))["ok"] is False
-        console_node: ActorSnapshot = hub.system.snapshot(CONSOLE_PATH)
+        console_node: ActorSnapshot = hub.system.snapshot("/edge/console")
         assert (console_node.state, console_node.restarts) == ("running", 0)
 
 
@@ -303,7 +302,7 @@ async def stats_until(
     hub: Hub, check: Callable[[ConsoleStats], bool], timeout: float = TIMEOUT
 ) -> ConsoleStats:
     """The console's stats once ``check`` holds (they change without a commit: polled)."""
-    console_ref = hub.system.lookup(CONSOLE_PATH)
+    console_ref = hub.refs.console
     with trio.fail_after(timeout):
         while True:
             stats: ConsoleStats = await console_ref.ask(GetConsoleStats())
@@ -319,7 +318,7 @@ async def _flood_until_too_slow(
     reads along; check that ``reading`` got every one of them. The number published and
     the stats at that moment."""
     bulk = "x" * 16_384
-    console_ref = hub.system.lookup(CONSOLE_PATH)
+    console_ref = hub.refs.console
     for ws in (stalled, reading):
         await send(ws, {"type": "subscribe", "streams": ["events"],
                         "event_filter": {"name_prefix": "media.cache_ready"}})  # fmt: skip

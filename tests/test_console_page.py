@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import trio
 
-from actors.console import CONSOLE_PATH, GetConsoleAddress
+from actors.console import GetConsoleAddress
 from supervision import ActorCrashed
 from tests.api_support import Hub, User, running_hub
 from tests.api_support.replies import body_of, problem
@@ -169,4 +169,4 @@ async def _poke(hub: Hub, admin: User, what: str) -> None:
     else:
         assert what == "poke-console", what
         with contextlib.suppress(ActorCrashed):
-            await hub.system.lookup(CONSOLE_PATH).ask(GetConsoleAddress())
+            await hub.refs.console.ask(GetConsoleAddress())

@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from actors.accounts import Accounts, AccountsMessage
+from actors.album import Album, AlbumMessage
 from actors.devices import (
-    DEVICES_PATH,
     DeleteDevice,
     Device,
     DevicePage,
@@ -45,13 +46,22 @@ _decode = msgspec.json.Decoder(AnyEvent).decode
 
 @asynccontextmanager
 async def open_registry(path: Path) -> AsyncIterator[tuple[Store, ActorRef[Any]]]:
-    """The registry at ``/domain/devices`` on the database file ``path``."""
+    """The registry at ``/domain/devices`` on the database file ``path``, with the albums and
+    accounts it asks."""
     async with open_asyncio_bridge() as bridge, Store.open(path, bridge) as store:
         journal = Journal(store)
-        devices = ChildSpec("devices", lambda: DeviceRegistry(store, journal))
-        tree = supervisor("root", [supervisor("domain", [devices])])
+        album: ActorRef[AlbumMessage] = ActorRef.declare("album")
+        accounts: ActorRef[AccountsMessage] = ActorRef.declare("accounts")
+        domain = [
+            ChildSpec("accounts", lambda: Accounts(store), ref=accounts),
+            ChildSpec("album", lambda: Album(store, journal), ref=album),
+            ChildSpec(
+                "devices", lambda: DeviceRegistry(store, journal, album=album, accounts=accounts)
+            ),
+        ]
+        tree = supervisor("root", [supervisor("domain", domain)])
         async with open_system(tree, bridge=bridge) as system:
-            yield store, system.lookup(DEVICES_PATH)
+            yield store, system.lookup("/domain/devices")
 
 
 async def published(store: Store, name: str) -> list[Any]:

@@ -13,7 +13,7 @@ import trio
 import wire
 from actors import DATABASE_NAME
 from actors._mqtt_acl import mqtt_acl
-from actors.mqtt import hash_password
+from actors.devices import hash_password
 from config import load_settings
 from tests.api_support import running_hub
 from tests.mqtt_support import connect, running_mosquitto

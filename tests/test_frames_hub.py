@@ -22,7 +22,7 @@ from PIL import Image
 
 import wire
 from actors.events import Audit, FrameCommandIssued
-from actors.mqtt import MQTT_PATH, BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
+from actors.mqtt import BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of, problem
@@ -303,13 +303,13 @@ async def test_bad_frame_messages_are_dropped_and_counted(tmp_path: Path) -> Non
                 return (await device(hub, admin, frame))["current_file_id"] == "ok"
 
             await hub.until(applied)
-        stats: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+        stats: MqttStats = await hub.refs.mqtt.ask(GetMqttStats())
         assert stats.connected
         assert stats.dropped.get("malformed") == 6
         assert stats.dropped.get("oversized") == 1
         assert stats.dropped.get("wrong_frame") == 1
         assert stats.dropped.get("unknown_frame") == 1
-        for path in (MQTT_PATH, f"/frames/{frame.device_id}"):
+        for path in ("/infra/mqtt", f"/frames/{frame.device_id}"):
             assert hub.system.snapshot(path).restarts == 0
         metrics = await hub.client.get("/metrics", headers=admin.auth)
         assert metrics.status_code == 200
@@ -350,7 +350,7 @@ async def test_a_deleted_frame_is_locked_out_and_forgotten_by_the_broker(tmp_pat
             await central.subscribe(marker)
             await central.next_on(marker)
             assert [t for t, _, _ in central.received if t.endswith("/sync")] == []
-        stats: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+        stats: MqttStats = await hub.refs.mqtt.ask(GetMqttStats())
         assert stats.dropped.get("unknown_frame", 0) == 0
 
 

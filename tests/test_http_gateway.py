@@ -19,7 +19,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors.accounts import ACCOUNTS_PATH, IssueFrameToken
+from actors.accounts import IssueFrameToken
 from actors.errors import NotFound, RateLimited, StorageFull
 from actors.http import (
     PROBLEM_JSON,
@@ -168,9 +168,7 @@ async def test_only_admins_create_users_and_the_new_token_works_at_once(tmp_path
     async with running_hub(tmp_path) as hub:
         admin = await hub.new_user("root", admin=True)
         alice = await hub.new_user("alice")
-        frame_token = await hub.system.lookup(ACCOUNTS_PATH).ask(
-            IssueFrameToken(frame_id="frame-1", name="hall")
-        )
+        frame_token = await hub.accounts.ask(IssueFrameToken(frame_id="frame-1", name="hall"))
         me = await hub.client.get("/api/v1/me", headers=bearer(frame_token))
         assert me.json() == {"kind": "frame", "id": "frame-1", "name": "hall", "admin": False}
         for token in (alice.token, frame_token):
@@ -649,9 +647,7 @@ async def test_tokens_appear_in_no_log_line(
             "/api/v1/users", json={"name": "bob"}, headers=bearer(admin.token)
         )
         tokens.append(created.json()["token"])
-        frame_token = await hub.system.lookup(ACCOUNTS_PATH).ask(
-            IssueFrameToken(frame_id="f1", name="hall")
-        )
+        frame_token = await hub.accounts.ask(IssueFrameToken(frame_id="f1", name="hall"))
         tokens.append(frame_token)
         for token in tokens:
             await hub.client.get("/api/v1/me", headers=bearer(token))
@@ -659,7 +655,9 @@ async def test_tokens_appear_in_no_log_line(
         # The accounts actor crashes while it holds a token: the crash is logged, and the
         # message is kept as a dead letter.
         hub.system.faults.install(
-            FaultRule(action=FaultAction.CRASH, path=ACCOUNTS_PATH, message_type="Authenticate")
+            FaultRule(
+                action=FaultAction.CRASH, path="/domain/accounts", message_type="Authenticate"
+            )
         )
         crashed = await hub.client.get("/api/v1/me", headers=bearer(frame_token))
         assert_problem(crashed, 500)

@@ -18,19 +18,18 @@ import pytest
 import trio
 from aiomqtt.exceptions import MqttConnectError
 
+from actors.devices import FrameAccess, hash_password
 from actors.mqtt import (
     HUB_USERNAME,
     BrokerAccess,
     BrokerAddress,
     BrokerProcess,
-    FrameAccess,
     GetBrokerAddress,
     GetBrokerProcess,
     InvalidFrameAccess,
     MosquittoBroker,
     SetFrameAccess,
     find_mosquitto,
-    hash_password,
 )
 from config import MqttSettings
 from supervision import (

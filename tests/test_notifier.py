@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from actors.accounts import ACCOUNTS_PATH, ListUsers, UserSummary, create_user
+from actors.accounts import ListUsers, UserSummary, create_user
 from actors.events import (
     AlertAcknowledged,
     AlertResolved,
@@ -41,7 +41,7 @@ from actors.events import (
     new_id,
     rfc3339,
 )
-from actors.notifier import NOTIFIER_PATH, GetNotifierStats, NotifierStats, PruneNotifications
+from actors.notifier import GetNotifierStats, NotifierStats, PruneNotifications
 from tests.api_support import Hub, User, running_hub
 from tests.api_support.replies import body_of, problem
 
@@ -81,7 +81,7 @@ def spring_campaign(device_ids: list[str]) -> CampaignCreated:
 
 
 async def stats(hub: Hub) -> NotifierStats:
-    reply: NotifierStats = await hub.system.lookup(NOTIFIER_PATH).ask(GetNotifierStats())
+    reply: NotifierStats = await hub.refs.notifier.ask(GetNotifierStats())
     return reply
 
 
@@ -180,7 +180,7 @@ async def test_accounts_list_users_from_the_table_and_only_admins_when_asked(
         member = await hub.new_user("member")
         # As ``run.py users add`` makes one, next to the running hub: only the table knows.
         outside = await create_user(hub.store, "outside", admin=True)
-        accounts = hub.system.lookup(ACCOUNTS_PATH)
+        accounts = hub.refs.accounts
         everyone: list[UserSummary] = await accounts.ask(ListUsers())
         assert [(u.user_id, u.name, u.admin) for u in everyone] == [
             (admin.user_id, "admin", True),
@@ -461,7 +461,7 @@ async def test_notifications_past_their_retention_are_pruned(tmp_path: Path) -> 
             recent.event_id,
             old.event_id,
         ]
-        pruned = await hub.system.lookup(NOTIFIER_PATH).ask(PruneNotifications())
+        pruned = await hub.refs.notifier.ask(PruneNotifications())
         assert (pruned.notifications, pruned.deliveries) == (1, 0)
         assert [n["event_id"] for n in await notifications(hub, admin)] == [recent.event_id]
 
@@ -522,7 +522,7 @@ async def test_odd_events_are_told_with_ids_and_never_crash_the_notifier(tmp_pat
         assert bodies[8] == (
             f"Alert resolved: the alert on frame {unknown_frame} (by hand: fan replaced)."
         )
-        assert hub.system.snapshot(NOTIFIER_PATH).restarts == 0
+        assert hub.system.snapshot("/domain/notifier").restarts == 0
         parked = await hub.store.fetch_all(
             "SELECT name FROM journal_dead_letters WHERE subscriber = 'notifier'"
         )

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.accounts import Accounts, CreateUser, NewUser
+from actors.accounts import Accounts, AccountsMessage, CreateUser, NewUser
 from actors.events import Audit, CampaignStarted, Event, new_id
 from actors.journal import Journal
 from actors.notifier import (
-    NOTIFIER_PATH,
     GetNotifierStats,
     ListNotifications,
     Notification,
@@ -30,7 +29,14 @@ from actors.notifier import (
 )
 from actors.store import Store
 from config import NotifierSettings
-from supervision import ActorSystem, ChildSpec, open_asyncio_bridge, open_system, supervisor
+from supervision import (
+    ActorRef,
+    ActorSystem,
+    ChildSpec,
+    open_asyncio_bridge,
+    open_system,
+    supervisor,
+)
 
 OTA = Audit.system("ota")
 
@@ -39,9 +45,20 @@ OTA = Audit.system("ota")
 async def open_notifier(path: Path, feed: NotificationFeed) -> AsyncIterator[Hubless]:
     async with open_asyncio_bridge() as bridge, Store.open(path, bridge) as store:
         journal = Journal(store)
+        accounts: ActorRef[AccountsMessage] = ActorRef.declare()
         domain = [
-            ChildSpec("accounts", lambda: Accounts(store)),
-            ChildSpec("notifier", lambda: Notifier(store, journal, NotifierSettings(), feed)),
+            ChildSpec("accounts", lambda: Accounts(store), ref=accounts),
+            ChildSpec(
+                "notifier",
+                lambda: Notifier(
+                    store,
+                    journal,
+                    NotifierSettings(),
+                    feed,
+                    accounts=accounts,
+                    registry=ActorRef.declare("devices"),  # none: frames keep no names here
+                ),
+            ),
         ]
         tree = supervisor("root", [supervisor("domain", domain)])
         async with open_system(tree, bridge=bridge) as system:
@@ -68,13 +85,13 @@ class Hubless:
 
     async def stored(self, user_id: str) -> list[Notification]:
         """``user_id``'s notifications, oldest first, once every event so far is handled."""
-        page: NotificationPage = await self.system.lookup(NOTIFIER_PATH).ask(
+        page: NotificationPage = await self.system.lookup("/domain/notifier").ask(
             ListNotifications(user_id=user_id, limit=500)
         )
         return list(reversed(page.items))
 
     async def stats(self) -> NotifierStats:
-        stats: NotifierStats = await self.system.lookup(NOTIFIER_PATH).ask(GetNotifierStats())
+        stats: NotifierStats = await self.system.lookup("/domain/notifier").ask(GetNotifierStats())
         return stats
 
 
@@ -134,7 +151,7 @@ async def test_a_subscriber_that_never_reads_is_cut_off_and_holds_up_nobody(
             stats = await hub.stats()
             assert (stats.feed_subscribers, stats.feed_disconnects) == (1, 1)
             assert stats.feed_published == 5
-            assert hub.system.snapshot(NOTIFIER_PATH).restarts == 0
+            assert hub.system.snapshot("/domain/notifier").restarts == 0
         assert feed.subscribers == 0
 
 

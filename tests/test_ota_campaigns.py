@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from actors.ota import OTA_PATH, GetOtaStats, OtaStats
+from actors.ota import GetOtaStats, OtaStats
 from tests.api_support import DEVICES, Hub, User, running_hub
 from tests.api_support.ota import (
     CAMPAIGNS,
@@ -51,7 +51,7 @@ async def frames_online(
 
 
 async def stats(hub: Hub) -> OtaStats:
-    reply: OtaStats = await hub.system.lookup(OTA_PATH).ask(GetOtaStats())
+    reply: OtaStats = await hub.refs.ota.ask(GetOtaStats())
     return reply
 
 

@@ -24,7 +24,7 @@ import trio
 from PIL import ImageStat
 
 from actors.api import ROUTES
-from actors.console import CONSOLE_PATH, GetConsoleAddress
+from actors.console import GetConsoleAddress
 from actors.events import AiMetadata
 from actors.mqtt import GetBrokerAddress
 from actors.uploader import AnalysisFinished
@@ -898,7 +898,7 @@ async def test_openapi_lists_every_route_and_the_probes_answer(tmp_path: Path) -
         problem(await hub.client.get("/api/v1/nothing-here"), 404)
         ports = json.loads((hub.data_dir / "ports.json").read_text())
         broker = await hub.system.lookup("/infra/broker").ask(GetBrokerAddress())
-        console = await hub.system.lookup(CONSOLE_PATH).ask(GetConsoleAddress())
+        console = await hub.refs.console.ask(GetConsoleAddress())
         assert ports == {"http": hub.address.port, "mqtt": broker.port, "console": console.port}
         # The managed broker and the console listen where ports.json says.
         with socket.create_connection(("127.0.0.1", ports["mqtt"]), timeout=5):

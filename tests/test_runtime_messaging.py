@@ -422,7 +422,7 @@ async def test_a_service_failing_before_it_started_fails_start_service() -> None
 # -- deferred replies ------------------------------------------------------------------------
 
 
-class Wait(msgspec.Struct, frozen=True):
+class Wait(supervision.Request[str], frozen=True):
     pass
 
 
@@ -439,7 +439,7 @@ class Gate(supervision.Actor[Wait | Release]):
     async def receive(self, message: Wait | Release) -> object:
         match message:
             case Wait():
-                self._waiting.append(self.context.defer_reply())
+                self._waiting.append(self.context.defer_reply(message))
                 return None
             case Release(value=value):
                 waiting, self._waiting = self._waiting, []
@@ -470,7 +470,7 @@ async def test_a_deferred_reply_answers_the_asker_later_while_other_messages_are
 
 class Deferrer(supervision.Actor[Wait]):
     async def receive(self, message: Wait) -> None:
-        self.context.defer_reply()
+        self.context.defer_reply(message)
 
 
 async def test_deferring_a_tell_is_a_bug_that_crashes_the_actor() -> None:

@@ -20,12 +20,10 @@ import msgspec
 import wire
 from actors.events import rfc3339
 from actors.mqtt import (
-    MQTT_PATH,
     GetMqttStats,
     MqttStats,
-    TelemetryInbound,
 )
-from actors.telemetry import TELEMETRY_PATH
+from actors.telemetry import TelemetryInbound
 from tests.api_support import DEVICES, Hub, User, running_hub
 from tests.api_support.replies import body_of, problem
 from tests.api_support.telemetry import (
@@ -297,7 +295,7 @@ async def test_bad_input_is_dropped_and_counted_and_good_samples_still_stored(
             metrics={"a": math.nan, "b": -math.inf, "ok": 4.0},
             timestamp=rfc3339(now - 5),
         )
-        await hub.system.lookup(TELEMETRY_PATH).tell(
+        await hub.refs.telemetry.tell(
             TelemetryInbound(items=[sample, beat], received_at=time.time())
         )
         counted = await until_stored(hub, 1 + 64 + 4 + 2)
@@ -308,7 +306,7 @@ async def test_bad_input_is_dropped_and_counted_and_good_samples_still_stored(
         }
         assert counted.timestamps_replaced == 4
         assert counted.stored == counted.ingested == 71
-        bridge: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+        bridge: MqttStats = await hub.refs.mqtt.ask(GetMqttStats())
         assert bridge.dropped == {"malformed": 7, "wrong_frame": 1}
 
         ok = await series(hub, admin, frame.device_id, "ok")
@@ -321,8 +319,8 @@ async def test_bad_input_is_dropped_and_counted_and_good_samples_still_stored(
         assert all(parse(p["ts"]) >= now - 1 for p in late["samples"])
         assert (await series(hub, admin, other.device_id, "t"))["samples"] == []
 
-        assert hub.system.snapshot(TELEMETRY_PATH).restarts == 0
-        assert hub.system.snapshot(MQTT_PATH).restarts == 0
+        assert hub.system.snapshot("/domain/telemetry").restarts == 0
+        assert hub.system.snapshot("/infra/mqtt").restarts == 0
         metrics = (await hub.client.get("/metrics", headers=admin.auth)).text
         assert 'framehub_telemetry_dropped_total{reason="too_many_metrics"} 36\n' in metrics
         assert "framehub_telemetry_stored_total 71\n" in metrics

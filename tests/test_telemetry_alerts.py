@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from actors.events import AlertResolved, AlertTriggered, rfc3339
-from actors.telemetry import TELEMETRY_PATH
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
 from tests.api_support.replies import body_of, problem
 from tests.api_support.telemetry import as_frame, as_hub, send, stats, telemetry, until_stored
@@ -362,7 +361,7 @@ async def test_deleting_a_frame_disables_its_rules_and_resolves_its_alerts(
             ),
             404,
         )
-        assert hub.system.snapshot(TELEMETRY_PATH).restarts == 0
+        assert hub.system.snapshot("/domain/telemetry").restarts == 0
         # A rule for a deleted frame cannot be made.
         problem(
             await hub.client.post(

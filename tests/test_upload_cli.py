@@ -10,11 +10,9 @@ from pathlib import Path
 import trio
 from PIL import Image
 
-from actors import serve
-from actors.accounts import CreateUser, NewUser
-from actors.store import Store
+from actors import RunningHub, serve
+from actors.accounts import CreateUser
 from config import load_settings
-from supervision import ActorSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,10 +37,8 @@ async def test_upload_command_sends_photos_into_an_album_and_reports_refusals(
     text.write_text("not a photo")
     outcome: dict[str, object] = {}
 
-    async def on_ready(system: ActorSystem, store: Store) -> None:
-        user: NewUser = await system.lookup("/domain/accounts").ask(
-            CreateUser(name="carol", admin=False)
-        )
+    async def on_ready(hub: RunningHub) -> None:
+        user = await hub.refs.accounts.ask(CreateUser(name="carol", admin=False))
         environment = {
             **os.environ,
             "FRAMEHUB_DATA_DIR": str(data_dir),
@@ -112,7 +108,7 @@ async def test_health_command_tells_a_ready_hub_from_a_stopped_one(tmp_path: Pat
     class _Done(Exception):
         pass
 
-    async def on_ready(system: ActorSystem, store: Store) -> None:
+    async def on_ready(hub: RunningHub) -> None:
         result = await trio.run_process(
             health, env=environment, capture_stdout=True, capture_stderr=True, check=False
         )

@@ -7,7 +7,6 @@ and by ``run.py users add`` alike.
 
 from ._accounts import (
     ACCOUNTS_MIGRATIONS,
-    ACCOUNTS_PATH,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     Accounts,
@@ -28,7 +27,6 @@ from ._principal import Principal
 
 __all__ = [
     "ACCOUNTS_MIGRATIONS",
-    "ACCOUNTS_PATH",
     "MAX_NAME_LENGTH",
     "NAME_PATTERN",
     "Accounts",

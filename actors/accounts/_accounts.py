@@ -22,12 +22,9 @@ import msgspec
 from actors.errors import Conflict, Invalid, Unauthorized
 from actors.events import new_id
 from actors.store import Store, StoreError, Transaction
-from supervision import Actor
+from supervision import Actor, Request
 
 from ._principal import Principal
-
-ACCOUNTS_PATH = "/domain/accounts"
-"""Where the hub's tree puts the ``Accounts`` actor."""
 
 TOKEN_BYTES = 32
 """Random bytes in a token (``secrets.token_urlsafe`` makes 43 URL-safe characters of them)."""
@@ -78,7 +75,7 @@ _ACTIVE_TOKENS = """
 # -- messages ----------------------------------------------------------------------------------
 
 
-class CreateUser(msgspec.Struct, frozen=True, kw_only=True):
+class CreateUser(Request["NewUser"], frozen=True, kw_only=True):
     """Create a user and its first API token; answers ``NewUser`` (``Conflict``, ``Invalid``)."""
 
     name: str
@@ -97,7 +94,7 @@ class NewUser(msgspec.Struct, frozen=True, kw_only=True):
         return f"NewUser(user_id={self.user_id!r}, name={self.name!r}, admin={self.admin!r})"
 
 
-class Authenticate(msgspec.Struct, frozen=True, kw_only=True):
+class Authenticate(Request["Principal"], frozen=True, kw_only=True):
     """Who holds ``token``? Answers a ``Principal``, or ``Unauthorized``."""
 
     token: str
@@ -106,7 +103,7 @@ class Authenticate(msgspec.Struct, frozen=True, kw_only=True):
         return "Authenticate(token=<redacted>)"
 
 
-class IssueFrameToken(msgspec.Struct, frozen=True, kw_only=True):
+class IssueFrameToken(Request["str"], frozen=True, kw_only=True):
     """A new API token for a frame; answers the token (a ``str``).
 
     The frame's earlier tokens are revoked in the same transaction: a frame has one token,
@@ -117,14 +114,14 @@ class IssueFrameToken(msgspec.Struct, frozen=True, kw_only=True):
     name: str
 
 
-class RevokeTokens(msgspec.Struct, frozen=True, kw_only=True):
+class RevokeTokens(Request["int"], frozen=True, kw_only=True):
     """Revoke every active token of a user or frame; answers how many were revoked."""
 
     kind: Literal["user", "frame"]
     principal_id: str
 
 
-class ListUsers(msgspec.Struct, frozen=True, kw_only=True):
+class ListUsers(Request["list[UserSummary]"], frozen=True, kw_only=True):
     """Every user, oldest first (only the admins with ``admins_only``); answers
     ``list[UserSummary]``. Read from the table, so users made by ``run.py users add`` while
     the hub runs are included."""

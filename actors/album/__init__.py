@@ -1,8 +1,7 @@
-"""Albums (seed album_service): ``Album`` (``/domain/album``) and its messages."""
+"""Albums (seed album_service): ``Album`` and its messages."""
 
 from ._album import (
     ALBUM_MIGRATIONS,
-    ALBUM_PATH,
     MAX_NAME_LENGTH,
     AddPhotoToAlbum,
     Album,
@@ -23,7 +22,6 @@ from ._album import (
 
 __all__ = [
     "ALBUM_MIGRATIONS",
-    "ALBUM_PATH",
     "MAX_NAME_LENGTH",
     "AddPhotoToAlbum",
     "Album",

@@ -36,12 +36,10 @@ from actors.events import (
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.paging import DEFAULT_PAGE, page_of
 from actors.store import Entry, Store, Transaction
-from supervision import Actor
+from supervision import Actor, Request
 
 log = logging.getLogger("framehub.album")
 
-ALBUM_PATH = "/domain/album"
-"""Where the hub's tree puts the ``Album`` actor."""
 MAX_NAME_LENGTH = 100
 
 ALBUM_MIGRATIONS = (
@@ -87,7 +85,7 @@ _UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 # -- messages ----------------------------------------------------------------------------------
 
 
-class CreateAlbum(msgspec.Struct, frozen=True, kw_only=True):
+class CreateAlbum(Request["AlbumInfo"], frozen=True, kw_only=True):
     """Create an album owned by ``user_id``; answers ``AlbumInfo`` (``Invalid`` for the name)."""
 
     user_id: str
@@ -95,7 +93,7 @@ class CreateAlbum(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ListAlbums(msgspec.Struct, frozen=True, kw_only=True):
+class ListAlbums(Request["AlbumPage"], frozen=True, kw_only=True):
     """The user's albums, oldest first; answers ``AlbumPage``."""
 
     user_id: str
@@ -103,14 +101,14 @@ class ListAlbums(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-class GetAlbum(msgspec.Struct, frozen=True, kw_only=True):
+class GetAlbum(Request["AlbumDetail"], frozen=True, kw_only=True):
     """One album with its photos in the order they were added; answers ``AlbumDetail``."""
 
     user_id: str
     album_id: str
 
 
-class DeleteAlbum(msgspec.Struct, frozen=True, kw_only=True):
+class DeleteAlbum(Request[None], frozen=True, kw_only=True):
     """Delete an album (its photos stay uploaded); answers None."""
 
     user_id: str
@@ -118,7 +116,7 @@ class DeleteAlbum(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class AddPhotoToAlbum(msgspec.Struct, frozen=True, kw_only=True):
+class AddPhotoToAlbum(Request["AlbumPhoto"], frozen=True, kw_only=True):
     """Add one of the user's photos to one of their albums; answers ``AlbumPhoto``.
 
     Adding a photo that is already there changes nothing and publishes nothing.
@@ -130,7 +128,7 @@ class AddPhotoToAlbum(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class RemovePhotoFromAlbum(msgspec.Struct, frozen=True, kw_only=True):
+class RemovePhotoFromAlbum(Request[None], frozen=True, kw_only=True):
     """Take a photo out of an album; answers None (also when it was not there)."""
 
     user_id: str
@@ -139,7 +137,7 @@ class RemovePhotoFromAlbum(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class GetAlbumContents(msgspec.Struct, frozen=True, kw_only=True):
+class GetAlbumContents(Request["AlbumContents"], frozen=True, kw_only=True):
     """The photos of albums, whoever owns them (for frames); answers ``AlbumContents``.
 
     Albums that do not exist are listed in ``missing``, not raised: a frame's assignment may

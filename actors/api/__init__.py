@@ -9,6 +9,7 @@ from ._devices import DEVICE_ROUTES, NewDevice, PairedDevice
 from ._metrics import METRICS_ROUTES
 from ._notifications import NOTIFICATIONS_ROUTES
 from ._ota import OTA_ROUTES
+from ._peers import Api, ApiPeers
 from ._photos import PHOTO_ROUTES, UploadedFile
 from ._playlists import PLAYLIST_ROUTES
 from ._telemetry import TELEMETRY_ROUTES
@@ -36,6 +37,8 @@ __all__ = [
     "PLAYLIST_ROUTES",
     "ROUTES",
     "TELEMETRY_ROUTES",
+    "Api",
+    "ApiPeers",
     "NewDevice",
     "PairedDevice",
     "UploadedFile",

@@ -18,9 +18,9 @@ from actors.album import (
     ListAlbums,
     RemovePhotoFromAlbum,
 )
-from actors.http import PageQuery, RequestContext, api_route
+from actors.http import PageQuery, api_route
 
-ALBUM = "/domain/album"
+from ._peers import Api
 
 
 class NewAlbum(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,33 +31,31 @@ class PhotoRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
-async def create_album(context: RequestContext, body: NewAlbum) -> AlbumInfo:
-    album: AlbumInfo = await context.ask(
-        ALBUM,
+async def create_album(context: Api, body: NewAlbum) -> AlbumInfo:
+    album: AlbumInfo = await context.peers.album.ask(
         CreateAlbum(user_id=context.user_id, name=body.name, correlation_id=context.correlation_id),
     )
     context.response_headers["Location"] = f"/api/v1/albums/{album.album_id}"
     return album
 
 
-async def list_albums(context: RequestContext, _: None) -> AlbumPage:
+async def list_albums(context: Api, _: None) -> AlbumPage:
     page = context.query(PageQuery)
-    reply: AlbumPage = await context.ask(
-        ALBUM, ListAlbums(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
+    reply: AlbumPage = await context.peers.album.ask(
+        ListAlbums(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
     )
     return reply
 
 
-async def get_album(context: RequestContext, _: None) -> AlbumDetail:
-    reply: AlbumDetail = await context.ask(
-        ALBUM, GetAlbum(user_id=context.user_id, album_id=context.path_params["album_id"])
+async def get_album(context: Api, _: None) -> AlbumDetail:
+    reply: AlbumDetail = await context.peers.album.ask(
+        GetAlbum(user_id=context.user_id, album_id=context.path_params["album_id"])
     )
     return reply
 
 
-async def delete_album(context: RequestContext, _: None) -> None:
-    await context.ask(
-        ALBUM,
+async def delete_album(context: Api, _: None) -> None:
+    await context.peers.album.ask(
         DeleteAlbum(
             user_id=context.user_id,
             album_id=context.path_params["album_id"],
@@ -66,9 +64,8 @@ async def delete_album(context: RequestContext, _: None) -> None:
     )
 
 
-async def add_photo(context: RequestContext, body: PhotoRef) -> AlbumPhoto:
-    reply: AlbumPhoto = await context.ask(
-        ALBUM,
+async def add_photo(context: Api, body: PhotoRef) -> AlbumPhoto:
+    reply: AlbumPhoto = await context.peers.album.ask(
         AddPhotoToAlbum(
             user_id=context.user_id,
             album_id=context.path_params["album_id"],
@@ -79,9 +76,8 @@ async def add_photo(context: RequestContext, body: PhotoRef) -> AlbumPhoto:
     return reply
 
 
-async def remove_photo(context: RequestContext, _: None) -> None:
-    await context.ask(
-        ALBUM,
+async def remove_photo(context: Api, _: None) -> None:
+    await context.peers.album.ask(
         RemovePhotoFromAlbum(
             user_id=context.user_id,
             album_id=context.path_params["album_id"],

@@ -13,9 +13,11 @@ from pathlib import Path
 import msgspec
 from starlette.responses import Response
 
-from actors.console import CONSOLE_PATH, ConsoleAddress, GetConsoleAddress
+from actors.console import ConsoleAddress, GetConsoleAddress
 from actors.errors import NotFound
-from actors.http import RequestContext, api_route, file_response
+from actors.http import api_route, file_response
+
+from ._peers import Api
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "console" / "static"
 
@@ -32,7 +34,7 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
     ws_url: str
 
 
-async def console_page(context: RequestContext, _: None) -> Response:
+async def console_page(context: Api, _: None) -> Response:
     return file_response(
         context.request,
         STATIC_DIR / "console.html",
@@ -41,7 +43,7 @@ async def console_page(context: RequestContext, _: None) -> Response:
     )
 
 
-async def console_asset(context: RequestContext, _: None) -> Response:
+async def console_asset(context: Api, _: None) -> Response:
     name = context.path_params["asset"]
     media_type = _ASSETS.get(name)
     if media_type is None:
@@ -58,8 +60,8 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-async def console_config(context: RequestContext, _: None) -> ConsoleConfig:
-    address: ConsoleAddress = await context.ask(CONSOLE_PATH, GetConsoleAddress())
+async def console_config(context: Api, _: None) -> ConsoleConfig:
+    address: ConsoleAddress = await context.peers.console.ask(GetConsoleAddress())
     host = _host_name(context.request.headers.get("host", ""))
     if not host:
         host = f"[{address.host}]" if ":" in address.host else address.host

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from actors.http import RequestContext, api_route
-from actors.mqtt import MQTT_PATH, GetMqttStats, MqttStats
-from actors.notifier import NOTIFIER_PATH, GetNotifierStats, NotifierStats
-from actors.telemetry import TELEMETRY_PATH, GetTelemetryStats, TelemetryStats
+from actors.http import api_route
+from actors.mqtt import GetMqttStats, MqttStats
+from actors.notifier import GetNotifierStats, NotifierStats
+from actors.telemetry import GetTelemetryStats, TelemetryStats
 from supervision import ActorSnapshot
+
+from ._peers import Api
 
 
 def _walk(node: ActorSnapshot) -> list[ActorSnapshot]:
@@ -18,10 +20,10 @@ def _walk(node: ActorSnapshot) -> list[ActorSnapshot]:
     return nodes
 
 
-async def metrics(context: RequestContext, _: None) -> Response:
-    stats: MqttStats = await context.ask(MQTT_PATH, GetMqttStats())
-    telemetry: TelemetryStats = await context.ask(TELEMETRY_PATH, GetTelemetryStats())
-    notifier: NotifierStats = await context.ask(NOTIFIER_PATH, GetNotifierStats())
+async def metrics(context: Api, _: None) -> Response:
+    stats: MqttStats = await context.peers.mqtt.ask(GetMqttStats())
+    telemetry: TelemetryStats = await context.peers.telemetry.ask(GetTelemetryStats())
+    notifier: NotifierStats = await context.peers.notifier.ask(GetNotifierStats())
     actors = _walk(context.snapshot())
     frames = [a for a in actors if a.path.startswith("/frames/") and a.path != "/frames/fleet"]
     lines = [

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.http import Page, PageQuery, RequestContext, api_route
+from actors.http import Page, PageQuery, api_route
 from actors.notifier import (
-    NOTIFIER_PATH,
     ListNotifications,
     MarkAllNotificationsRead,
     MarkNotificationRead,
     Notification,
     NotificationPage,
 )
+
+from ._peers import Api
 
 
 class NotificationQuery(PageQuery, frozen=True, kw_only=True):
@@ -28,10 +29,9 @@ class ReadAll(msgspec.Struct, frozen=True, kw_only=True):
     count: int
 
 
-async def list_notifications(context: RequestContext, _: None) -> Page[Notification]:
+async def list_notifications(context: Api, _: None) -> Page[Notification]:
     query = context.query(NotificationQuery)
-    reply: NotificationPage = await context.ask(
-        NOTIFIER_PATH,
+    reply: NotificationPage = await context.peers.notifier.ask(
         ListNotifications(
             user_id=context.user_id,
             unread_only=query.unread,
@@ -42,9 +42,8 @@ async def list_notifications(context: RequestContext, _: None) -> Page[Notificat
     return Page(items=reply.items, next_cursor=reply.next_cursor)
 
 
-async def read_notification(context: RequestContext, _: None) -> Notification:
-    notification: Notification = await context.ask(
-        NOTIFIER_PATH,
+async def read_notification(context: Api, _: None) -> Notification:
+    notification: Notification = await context.peers.notifier.ask(
         MarkNotificationRead(
             user_id=context.user_id, notification_id=context.path_params["notification_id"]
         ),
@@ -52,8 +51,8 @@ async def read_notification(context: RequestContext, _: None) -> Notification:
     return notification
 
 
-async def read_all_notifications(context: RequestContext, _: None) -> ReadAll:
-    count: int = await context.ask(NOTIFIER_PATH, MarkAllNotificationsRead(user_id=context.user_id))
+async def read_all_notifications(context: Api, _: None) -> ReadAll:
+    count: int = await context.peers.notifier.ask(MarkAllNotificationsRead(user_id=context.user_id))
     return ReadAll(count=count)
 
 

@@ -15,14 +15,12 @@ from actors.http import (
     ApiRoute,
     Page,
     PageQuery,
-    RequestContext,
     UploadForm,
     api_route,
     file_response,
     receive_upload,
 )
 from actors.ota import (
-    OTA_PATH,
     CampaignAction,
     CampaignDeviceHistory,
     CampaignPage,
@@ -49,6 +47,8 @@ from actors.ota import (
     StoreFirmware,
 )
 
+from ._peers import Api
+
 STORE_TIMEOUT_S = 300.0
 """Storing an image moves and hashes it (up to the firmware limit) in a worker thread."""
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -65,23 +65,22 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 # -- firmware ----------------------------------------------------------------------------------
 
 
-def _admins_and_frames(context: RequestContext) -> None:
+def _admins_and_frames(context: Api) -> None:
     principal = context.principal
     if principal.kind == "user" and not principal.admin:
         raise Forbidden("firmware is for admins and frames only")
 
 
-async def upload_firmware(context: RequestContext, _: None) -> Firmware:
+async def upload_firmware(context: Api, _: None) -> Firmware:
     # Streamed here rather than by the gateway: the firmware limit is the OTA actor's
     # setting, and the staged file must be on the firmware store's filesystem.
-    staging: FirmwareStaging = await context.ask(OTA_PATH, GetFirmwareStaging())
+    staging: FirmwareStaging = await context.peers.ota.ask(GetFirmwareStaging())
     upload = await receive_upload(
         context.request, FIRMWARE_FORM, Path(staging.directory), staging.max_bytes
     )
     try:
         fields = upload.fields
-        firmware: Firmware = await context.ask(
-            OTA_PATH,
+        firmware: Firmware = await context.peers.ota.ask(
             StoreFirmware(
                 staged_path=str(upload.path),
                 file_name=upload.file_name,
@@ -102,32 +101,32 @@ async def upload_firmware(context: RequestContext, _: None) -> Firmware:
     return firmware
 
 
-async def list_firmware(context: RequestContext, _: None) -> FirmwarePage:
+async def list_firmware(context: Api, _: None) -> FirmwarePage:
     _admins_and_frames(context)
     page = context.query(PageQuery)
-    reply: FirmwarePage = await context.ask(
-        OTA_PATH, ListFirmware(limit=page.limit, cursor=page.cursor)
+    reply: FirmwarePage = await context.peers.ota.ask(
+        ListFirmware(limit=page.limit, cursor=page.cursor)
     )
     return reply
 
 
-async def get_firmware(context: RequestContext, _: None) -> Firmware:
+async def get_firmware(context: Api, _: None) -> Firmware:
     _admins_and_frames(context)
-    reply: Firmware = await context.ask(
-        OTA_PATH, GetFirmware(firmware_id=context.path_params["firmware_id"])
+    reply: Firmware = await context.peers.ota.ask(
+        GetFirmware(firmware_id=context.path_params["firmware_id"])
     )
     return reply
 
 
-async def download_firmware(context: RequestContext, _: None) -> Response:
+async def download_firmware(context: Api, _: None) -> Response:
     _admins_and_frames(context)
-    image: FirmwareFile = await context.ask(
-        OTA_PATH, OpenFirmware(firmware_id=context.path_params["firmware_id"])
+    image: FirmwareFile = await context.peers.ota.ask(
+        OpenFirmware(firmware_id=context.path_params["firmware_id"])
     )
     return _image(context, image)
 
 
-def _image(context: RequestContext, image: FirmwareFile) -> Response:
+def _image(context: Api, image: FirmwareFile) -> Response:
     # file_response answers Range (206 Partial Content), so an interrupted download resumes.
     return file_response(
         context.request,
@@ -161,9 +160,8 @@ class NewCampaign(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     start: bool = False
 
 
-async def create_campaign(context: RequestContext, body: NewCampaign) -> CampaignView:
-    view: CampaignView = await context.ask(
-        OTA_PATH,
+async def create_campaign(context: Api, body: NewCampaign) -> CampaignView:
+    view: CampaignView = await context.peers.ota.ask(
         CreateCampaign(
             name=body.name,
             firmware_id=body.firmware_id,
@@ -182,24 +180,23 @@ async def create_campaign(context: RequestContext, body: NewCampaign) -> Campaig
     return view
 
 
-async def list_campaigns(context: RequestContext, _: None) -> Page[CampaignSummary]:
+async def list_campaigns(context: Api, _: None) -> Page[CampaignSummary]:
     page = context.query(PageQuery)
-    reply: CampaignPage = await context.ask(
-        OTA_PATH, ListCampaigns(limit=page.limit, cursor=page.cursor)
+    reply: CampaignPage = await context.peers.ota.ask(
+        ListCampaigns(limit=page.limit, cursor=page.cursor)
     )
     return Page(items=reply.items, next_cursor=reply.next_cursor)
 
 
-async def get_campaign(context: RequestContext, _: None) -> CampaignView:
-    view: CampaignView = await context.ask(
-        OTA_PATH, GetCampaign(campaign_id=context.path_params["campaign_id"])
+async def get_campaign(context: Api, _: None) -> CampaignView:
+    view: CampaignView = await context.peers.ota.ask(
+        GetCampaign(campaign_id=context.path_params["campaign_id"])
     )
     return view
 
 
-async def get_campaign_device(context: RequestContext, _: None) -> CampaignDeviceHistory:
-    reply: CampaignDeviceHistory = await context.ask(
-        OTA_PATH,
+async def get_campaign_device(context: Api, _: None) -> CampaignDeviceHistory:
+    reply: CampaignDeviceHistory = await context.peers.ota.ask(
         GetCampaignDevice(
             campaign_id=context.path_params["campaign_id"],
             device_id=context.path_params["device_id"],
@@ -209,9 +206,8 @@ async def get_campaign_device(context: RequestContext, _: None) -> CampaignDevic
 
 
 def _action_route(action: str, kind: type[CampaignAction], summary: str) -> ApiRoute:
-    async def handler(context: RequestContext, _: None) -> CampaignView:
-        view: CampaignView = await context.ask(
-            OTA_PATH,
+    async def handler(context: Api, _: None) -> CampaignView:
+        view: CampaignView = await context.peers.ota.ask(
             kind(
                 campaign_id=context.path_params["campaign_id"],
                 user_id=context.user_id,

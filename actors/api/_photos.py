@@ -7,12 +7,11 @@ from typing import Annotated, Literal
 import msgspec
 from starlette.responses import Response
 
-from actors.album import ALBUM_PATH, AlbumContents, GetAlbumContents
-from actors.devices import DEVICES_PATH, Device, GetDevice
-from actors.errors import BadRequest, Forbidden, NotFound
+from actors.devices import GetDevice
+from actors.errors import BadRequest, Forbidden
+from actors.frames import OpenFrameVersion
 from actors.http import (
     PageQuery,
-    RequestContext,
     StagedUpload,
     UploadForm,
     api_route,
@@ -28,9 +27,10 @@ from actors.media import (
     VersionBlob,
 )
 from actors.uploader import DeletePhoto, OpenOriginal, StoredPhoto, StorePhoto
+from supervision import ActorNotFound
 
-UPLOADER = "/domain/uploader"
-MEDIA = "/domain/media"
+from ._peers import Api
+
 UPLOAD_TIMEOUT_S = 120.0
 """An upload waits for validation in a worker thread, possibly behind others: be patient."""
 
@@ -61,9 +61,8 @@ def _metadata(text: str | None) -> dict[str, str]:
     return value
 
 
-async def upload_photo(context: RequestContext, upload: StagedUpload) -> UploadedFile | Response:
-    stored: StoredPhoto = await context.ask(
-        UPLOADER,
+async def upload_photo(context: Api, upload: StagedUpload) -> UploadedFile | Response:
+    stored: StoredPhoto = await context.peers.uploader.ask(
         StorePhoto(
             user_id=context.user_id,
             staged_path=str(upload.path),
@@ -92,10 +91,9 @@ async def upload_photo(context: RequestContext, upload: StagedUpload) -> Uploade
     )
 
 
-async def list_photos(context: RequestContext, _: None) -> PhotoPage:
+async def list_photos(context: Api, _: None) -> PhotoPage:
     page = context.query(PageQuery)
-    reply: PhotoPage = await context.ask(
-        MEDIA,
+    reply: PhotoPage = await context.peers.media.ask(
         ListPhotos(
             user_id=context.user_id,
             base_url=context.base_url,
@@ -106,9 +104,8 @@ async def list_photos(context: RequestContext, _: None) -> PhotoPage:
     return reply
 
 
-async def get_photo(context: RequestContext, _: None) -> PhotoView:
-    reply: PhotoView = await context.ask(
-        MEDIA,
+async def get_photo(context: Api, _: None) -> PhotoView:
+    reply: PhotoView = await context.peers.media.ask(
         GetPhoto(
             user_id=context.user_id,
             file_id=context.path_params["file_id"],
@@ -118,7 +115,7 @@ async def get_photo(context: RequestContext, _: None) -> PhotoView:
     return reply
 
 
-def _file(context: RequestContext, path: str, content_type: str, sha256: str) -> Response:
+def _file(context: Api, path: str, content_type: str, sha256: str) -> Response:
     # Deleted between the reply and now (the photo is going away): gone (404), not an error.
     return file_response(
         context.request,
@@ -129,70 +126,58 @@ def _file(context: RequestContext, path: str, content_type: str, sha256: str) ->
     )
 
 
-async def _frame_version(
-    context: RequestContext, file_id: str, frame_id: str | None
-) -> VersionBlob:
+async def _frame_version(context: Api, file_id: str, frame_id: str | None) -> VersionBlob:
     """The photo made to cover the panel of ``frame_id`` exactly, recorded as cached for it.
 
     A user gets versions of their own photos for any paired frame; a frame gets them for
-    itself only (``frame_id`` defaults to it), and only of the photos in the albums it is
-    assigned: any other photo is as unknown to it as a photo that does not exist.
+    itself only (``frame_id`` defaults to it), from its proxy, which knows what it may show.
     """
     principal = context.principal
-    owner: str | None = None
     if principal.kind == "frame":
         if frame_id not in (None, principal.id):
             raise Forbidden("a frame may only fetch versions made for itself")
-        frame_id = principal.id
-    elif frame_id is None:
+        proxy = context.peers.frames.find(principal.id)
+        if proxy is None:
+            raise ActorNotFound(f"frame {principal.id}")  # starting: a 503, retried
+        return await proxy.ask(OpenFrameVersion(file_id=file_id))
+    if frame_id is None:
         raise BadRequest("size=frame needs frame_id")
-    else:
-        owner = principal.id
-    device: Device = await context.ask(DEVICES_PATH, GetDevice(device_id=frame_id))
-    if owner is None:
-        shown: AlbumContents = await context.ask(
-            ALBUM_PATH, GetAlbumContents(album_ids=device.album_ids)
-        )
-        if not any(file_id in photos for photos in shown.photos.values()):
-            raise NotFound(f"no photo {file_id}")
+    device = await context.peers.devices.ask(GetDevice(device_id=frame_id))
     width, height = device.panel
-    version: VersionBlob = await context.ask(
-        MEDIA,
+    return await context.peers.media.ask(
         GetFrameVersion(
             file_id=file_id,
             width=width,
             height=height,
             fill=True,
             frame_id=frame_id,
-            user_id=owner,
+            user_id=principal.id,
         ),
     )
-    return version
 
 
-async def download(context: RequestContext, _: None) -> Response:
+async def download(context: Api, _: None) -> Response:
     query = context.query(DownloadQuery)
     file_id = context.path_params["file_id"]
     if context.principal.kind == "frame" and query.size != "frame":
         # A frame shows its panel's version: it has no claim to anyone's originals.
         raise Forbidden("a frame may only fetch versions made for it (size=frame)")
     if query.size == "original":
-        original = await context.ask(
-            UPLOADER, OpenOriginal(user_id=context.user_id, file_id=file_id)
+        original = await context.peers.uploader.ask(
+            OpenOriginal(user_id=context.user_id, file_id=file_id)
         )
         return _file(context, original.path, original.content_type, original.sha256)
     if query.size == "frame":
         version = await _frame_version(context, file_id, query.frame_id)
         return _file(context, version.path, version.content_type, version.sha256)
-    version = await context.ask(
-        MEDIA, GetVersion(user_id=context.user_id, file_id=file_id, size=query.size)
+    version = await context.peers.media.ask(
+        GetVersion(user_id=context.user_id, file_id=file_id, size=query.size)
     )
     return _file(context, version.path, version.content_type, version.sha256)
 
 
-async def delete_file(context: RequestContext, _: None) -> None:
-    await context.ask(
-        UPLOADER,
+async def delete_file(context: Api, _: None) -> None:
+    await context.peers.uploader.ask(
         DeletePhoto(
             user_id=context.user_id,
             file_id=context.path_params["file_id"],

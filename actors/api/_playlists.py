@@ -6,8 +6,8 @@ from typing import Annotated
 
 import msgspec
 
-from actors.devices import DEVICES_PATH, GetDevice
-from actors.http import PageQuery, RequestContext, api_route
+from actors.devices import GetDevice
+from actors.http import PageQuery, api_route
 from actors.media import (
     CreatePlaylist,
     CreateSchedule,
@@ -23,7 +23,8 @@ from actors.media import (
     UpdatePlaylist,
 )
 
-MEDIA = "/domain/media"
+from ._peers import Api
+
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Clock = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
@@ -51,33 +52,31 @@ class ScheduleQuery(PageQuery, frozen=True, kw_only=True):
     frame_id: Id | None = None
 
 
-async def create_playlist(context: RequestContext, body: NewPlaylist) -> Playlist:
-    playlist: Playlist = await context.ask(
-        MEDIA, CreatePlaylist(user_id=context.user_id, name=body.name, file_ids=body.file_ids)
+async def create_playlist(context: Api, body: NewPlaylist) -> Playlist:
+    playlist: Playlist = await context.peers.media.ask(
+        CreatePlaylist(user_id=context.user_id, name=body.name, file_ids=body.file_ids)
     )
     context.response_headers["Location"] = f"/api/v1/playlists/{playlist.playlist_id}"
     return playlist
 
 
-async def list_playlists(context: RequestContext, _: None) -> PlaylistPage:
+async def list_playlists(context: Api, _: None) -> PlaylistPage:
     page = context.query(PageQuery)
-    reply: PlaylistPage = await context.ask(
-        MEDIA, ListPlaylists(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
+    reply: PlaylistPage = await context.peers.media.ask(
+        ListPlaylists(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
     )
     return reply
 
 
-async def get_playlist(context: RequestContext, _: None) -> Playlist:
-    reply: Playlist = await context.ask(
-        MEDIA,
+async def get_playlist(context: Api, _: None) -> Playlist:
+    reply: Playlist = await context.peers.media.ask(
         GetPlaylist(user_id=context.user_id, playlist_id=context.path_params["playlist_id"]),
     )
     return reply
 
 
-async def update_playlist(context: RequestContext, body: PlaylistChange) -> Playlist:
-    reply: Playlist = await context.ask(
-        MEDIA,
+async def update_playlist(context: Api, body: PlaylistChange) -> Playlist:
+    reply: Playlist = await context.peers.media.ask(
         UpdatePlaylist(
             user_id=context.user_id,
             playlist_id=context.path_params["playlist_id"],
@@ -88,18 +87,16 @@ async def update_playlist(context: RequestContext, body: PlaylistChange) -> Play
     return reply
 
 
-async def delete_playlist(context: RequestContext, _: None) -> None:
-    await context.ask(
-        MEDIA,
+async def delete_playlist(context: Api, _: None) -> None:
+    await context.peers.media.ask(
         DeletePlaylist(user_id=context.user_id, playlist_id=context.path_params["playlist_id"]),
     )
 
 
-async def create_schedule(context: RequestContext, body: NewSchedule) -> Schedule:
+async def create_schedule(context: Api, body: NewSchedule) -> Schedule:
     # The media cache keeps schedules but knows no frames: the registry says which exist.
-    await context.ask(DEVICES_PATH, GetDevice(device_id=body.frame_id))
-    schedule: Schedule = await context.ask(
-        MEDIA,
+    await context.peers.devices.ask(GetDevice(device_id=body.frame_id))
+    schedule: Schedule = await context.peers.media.ask(
         CreateSchedule(
             user_id=context.user_id,
             frame_id=body.frame_id,
@@ -113,10 +110,9 @@ async def create_schedule(context: RequestContext, body: NewSchedule) -> Schedul
     return schedule
 
 
-async def list_schedules(context: RequestContext, _: None) -> SchedulePage:
+async def list_schedules(context: Api, _: None) -> SchedulePage:
     query = context.query(ScheduleQuery)
-    reply: SchedulePage = await context.ask(
-        MEDIA,
+    reply: SchedulePage = await context.peers.media.ask(
         ListSchedules(
             user_id=context.user_id,
             frame_id=query.frame_id,
@@ -127,9 +123,8 @@ async def list_schedules(context: RequestContext, _: None) -> SchedulePage:
     return reply
 
 
-async def delete_schedule(context: RequestContext, _: None) -> None:
-    await context.ask(
-        MEDIA,
+async def delete_schedule(context: Api, _: None) -> None:
+    await context.peers.media.ask(
         DeleteSchedule(user_id=context.user_id, schedule_id=context.path_params["schedule_id"]),
     )
 

@@ -11,12 +11,11 @@ from typing import Annotated
 
 import msgspec
 
-from actors.http import Page, PageQuery, RequestContext, api_route
+from actors.http import Page, PageQuery, api_route
 from actors.telemetry import (
     DEFAULT_QUERY_LIMIT,
     MAX_QUERY_LIMIT,
     METRIC_NAME_PATTERN,
-    TELEMETRY_PATH,
     AcknowledgeAlert,
     AlertPage,
     AlertRulePage,
@@ -38,6 +37,8 @@ from actors.telemetry import (
     Severity,
     TelemetrySeries,
 )
+
+from ._peers import Api
 
 MetricName = Annotated[str, msgspec.Meta(pattern=METRIC_NAME_PATTERN)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -93,9 +94,8 @@ def _epoch(moment: datetime | None) -> float | None:
     return moment.timestamp()
 
 
-async def define_metric(context: RequestContext, body: NewMetric) -> MetricView:
-    metric: MetricView = await context.ask(
-        TELEMETRY_PATH,
+async def define_metric(context: Api, body: NewMetric) -> MetricView:
+    metric: MetricView = await context.peers.telemetry.ask(
         DefineMetric(
             name=body.name,
             unit=body.unit,
@@ -108,17 +108,16 @@ async def define_metric(context: RequestContext, body: NewMetric) -> MetricView:
     return metric
 
 
-async def list_metrics(context: RequestContext, _: None) -> Page[MetricView]:
+async def list_metrics(context: Api, _: None) -> Page[MetricView]:
     page = context.query(PageQuery)
-    reply: MetricPage = await context.ask(
-        TELEMETRY_PATH, ListMetrics(limit=page.limit, cursor=page.cursor)
+    reply: MetricPage = await context.peers.telemetry.ask(
+        ListMetrics(limit=page.limit, cursor=page.cursor)
     )
     return Page(items=reply.items, next_cursor=reply.next_cursor)
 
 
-async def create_alert_rule(context: RequestContext, body: NewAlertRule) -> AlertRuleView:
-    rule: AlertRuleView = await context.ask(
-        TELEMETRY_PATH,
+async def create_alert_rule(context: Api, body: NewAlertRule) -> AlertRuleView:
+    rule: AlertRuleView = await context.peers.telemetry.ask(
         CreateAlertRule(
             metric=body.metric,
             comparison=body.comparison,
@@ -136,18 +135,17 @@ async def create_alert_rule(context: RequestContext, body: NewAlertRule) -> Aler
     return rule
 
 
-async def list_alert_rules(context: RequestContext, _: None) -> Page[AlertRuleView]:
+async def list_alert_rules(context: Api, _: None) -> Page[AlertRuleView]:
     page = context.query(PageQuery)
-    reply: AlertRulePage = await context.ask(
-        TELEMETRY_PATH, ListAlertRules(limit=page.limit, cursor=page.cursor)
+    reply: AlertRulePage = await context.peers.telemetry.ask(
+        ListAlertRules(limit=page.limit, cursor=page.cursor)
     )
     return Page(items=reply.items, next_cursor=reply.next_cursor)
 
 
-async def list_alerts(context: RequestContext, _: None) -> Page[AlertView]:
+async def list_alerts(context: Api, _: None) -> Page[AlertView]:
     query = context.query(AlertQuery)
-    reply: AlertPage = await context.ask(
-        TELEMETRY_PATH,
+    reply: AlertPage = await context.peers.telemetry.ask(
         ListAlerts(
             state=query.state, device_id=query.device_id, limit=query.limit, cursor=query.cursor
         ),
@@ -155,9 +153,8 @@ async def list_alerts(context: RequestContext, _: None) -> Page[AlertView]:
     return Page(items=reply.items, next_cursor=reply.next_cursor)
 
 
-async def acknowledge_alert(context: RequestContext, _: None) -> AlertView:
-    alert: AlertView = await context.ask(
-        TELEMETRY_PATH,
+async def acknowledge_alert(context: Api, _: None) -> AlertView:
+    alert: AlertView = await context.peers.telemetry.ask(
         AcknowledgeAlert(
             alert_id=context.path_params["alert_id"],
             user_id=context.user_id,
@@ -167,9 +164,8 @@ async def acknowledge_alert(context: RequestContext, _: None) -> AlertView:
     return alert
 
 
-async def resolve_alert(context: RequestContext, body: AlertResolution) -> AlertView:
-    alert: AlertView = await context.ask(
-        TELEMETRY_PATH,
+async def resolve_alert(context: Api, body: AlertResolution) -> AlertView:
+    alert: AlertView = await context.peers.telemetry.ask(
         ResolveAlert(
             alert_id=context.path_params["alert_id"],
             note=body.note,
@@ -180,10 +176,9 @@ async def resolve_alert(context: RequestContext, body: AlertResolution) -> Alert
     return alert
 
 
-async def device_telemetry(context: RequestContext, _: None) -> TelemetrySeries:
+async def device_telemetry(context: Api, _: None) -> TelemetrySeries:
     query = context.query(TelemetryQuery)
-    series: TelemetrySeries = await context.ask(
-        TELEMETRY_PATH,
+    series: TelemetrySeries = await context.peers.telemetry.ask(
         QueryTelemetry(
             device_id=context.path_params["device_id"],
             metric=query.metric,

@@ -1,13 +1,13 @@
-"""The operator console: a WebSocket server (``/edge/console``) speaking a typed JSON protocol.
+"""The operator console: a WebSocket server speaking a typed JSON protocol.
 
 See ``_protocol`` for the messages and close codes and ``_console`` for the server's contract.
 """
 
 from ._console import (
-    CONSOLE_PATH,
     Console,
     ConsoleAddress,
     ConsoleMessage,
+    ConsolePeers,
     ConsoleStats,
     GetConsoleAddress,
     GetConsoleStats,
@@ -50,7 +50,6 @@ __all__ = [
     "CLOSE_TOO_MANY_FAILURES",
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAUTHORIZED",
-    "CONSOLE_PATH",
     "PROTOCOL_VERSION",
     "AlertsMessage",
     "CampaignsMessage",
@@ -59,6 +58,7 @@ __all__ = [
     "Console",
     "ConsoleAddress",
     "ConsoleMessage",
+    "ConsolePeers",
     "ConsoleStats",
     "DeadLettersMessage",
     "ErrorMessage",

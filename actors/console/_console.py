@@ -31,6 +31,7 @@ import logging
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -38,37 +39,40 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from actors.accounts import ACCOUNTS_PATH, Authenticate, Principal
-from actors.devices import DEVICES_PATH, Device, DevicePage, GetDevice, ListDevices
+from actors.accounts import AccountsMessage, Authenticate, Principal
+from actors.devices import DeviceMessage, GetDevice
 from actors.errors import Unauthorized
 from actors.events import new_id
-from actors.frames import FRAMES_PATH, GetTwin, SendCommand, Twin
+from actors.frames import (
+    DeviceView,
+    FleetMessage,
+    FrameDirectory,
+    ListDeviceViews,
+    SendCommand,
+)
 from actors.http import RateLimiter, retry_after
-from actors.journal import ListDeadLetters, ParkedEvent, ReplayDeadLetter
+from actors.journal import KeeperMessage, ListDeadLetters, ReplayDeadLetter
 from actors.notifier import NotificationFeed
 from actors.ota import (
-    OTA_PATH,
     CampaignAction,
-    CampaignPage,
     CancelCampaign,
     ListCampaigns,
+    OtaMessage,
     PauseCampaign,
     ResumeCampaign,
     RetryFailed,
     RollbackCampaign,
     StartCampaign,
 )
-from actors.paging import MAX_PAGE
 from actors.store import Entry
 from actors.telemetry import (
-    TELEMETRY_PATH,
     AcknowledgeAlert,
-    AlertPage,
     ListAlerts,
     ResolveAlert,
+    TelemetryMessage,
 )
 from config import ConsoleSettings
-from supervision import Actor, ActorNotFound, DomainError
+from supervision import Actor, ActorNotFound, ActorRef, DomainError, Request
 
 from ._protocol import (
     CLOSE_BAD_REQUEST,
@@ -104,8 +108,6 @@ from ._protocol import (
 log = logging.getLogger("framehub.console")
 _T = TypeVar("_T")
 
-CONSOLE_PATH = "/edge/console"
-JOURNAL_KEEPER_PATH = "/infra/journal"
 CAMPAIGNS_SHOWN = 100
 """The ``campaigns`` stream lists this many of the newest campaigns."""
 ALERTS_SHOWN = 200
@@ -140,7 +142,7 @@ _encode = msgspec.json.Encoder().encode
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops unsent bytes
 
 
-class GetConsoleAddress(msgspec.Struct, frozen=True):
+class GetConsoleAddress(Request["ConsoleAddress"], frozen=True):
     """Where the console listens; answers ``ConsoleAddress``."""
 
 
@@ -152,7 +154,7 @@ class ConsoleAddress(msgspec.Struct, frozen=True, kw_only=True):
     url: str
 
 
-class GetConsoleStats(msgspec.Struct, frozen=True):
+class GetConsoleStats(Request["ConsoleStats"], frozen=True):
     """Answers ``ConsoleStats``."""
 
 
@@ -177,6 +179,20 @@ class _Refused(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class ConsolePeers:
+    """The actors the console asks: who a token belongs to, the frames and their views,
+    campaigns, alerts and dead letters."""
+
+    accounts: ActorRef[AccountsMessage]
+    devices: ActorRef[DeviceMessage]
+    fleet: ActorRef[FleetMessage]
+    frames: FrameDirectory
+    ota: ActorRef[OtaMessage]
+    telemetry: ActorRef[TelemetryMessage]
+    journal: ActorRef[KeeperMessage]
+
+
 class Console(Actor[ConsoleMessage]):
     """Serves the console protocol; see the module docstring."""
 
@@ -186,14 +202,14 @@ class Console(Actor[ConsoleMessage]):
         *,
         store_listeners: list[Any],
         notifications: NotificationFeed,
-        accounts_path: str = ACCOUNTS_PATH,
+        peers: ConsolePeers,
         failed_auth_per_minute: int = 30,
     ) -> None:
         self._settings = settings
         self._failures = RateLimiter(failed_auth_per_minute)
         self._listeners = store_listeners
         self._notifications = notifications
-        self._accounts_path = accounts_path
+        self._peers = peers
         self._address: ConsoleAddress | None = None
         self._connections = 0
         self._slow = 0
@@ -316,9 +332,7 @@ class Console(Actor[ConsoleMessage]):
                 f"too many failed tokens from this address; retry in {retry_after(wait)} s",
             )
         try:
-            principal: Principal = await self.context.system.lookup(self._accounts_path).ask(
-                Authenticate(token=message.token)
-            )
+            principal = await self._peers.accounts.ask(Authenticate(token=message.token))
         except Unauthorized:
             self._failures.take(client)
             raise _Refused(CLOSE_UNAUTHORIZED, "invalid token") from None
@@ -343,27 +357,16 @@ async def _reset(stream: trio.SocketStream) -> None:
     await trio.aclose_forcefully(stream)
 
 
-def _frame_state(device: Device, twin: Twin | None) -> FrameState:
-    if twin is None:
-        return FrameState(
-            frame_id=device.device_id,
-            name=device.name,
-            model=device.model,
-            online=False,
-            current_file_id=None,
-            firmware_version=device.firmware_version,
-            health_score=0,
-            last_seen=device.last_seen,
-        )
+def _frame_state(view: DeviceView) -> FrameState:
     return FrameState(
-        frame_id=device.device_id,
-        name=device.name,
-        model=device.model,
-        online=twin.online,
-        current_file_id=twin.current_file_id,
-        firmware_version=twin.firmware_version or device.firmware_version,
-        health_score=twin.health_score,
-        last_seen=twin.last_seen or device.last_seen,
+        frame_id=view.device_id,
+        name=view.name,
+        model=view.model,
+        online=view.online,
+        current_file_id=view.current_file_id,
+        firmware_version=view.firmware_version,
+        health_score=view.health_score,
+        last_seen=view.last_seen,
     )
 
 
@@ -396,6 +399,7 @@ class _Session:
         self.stream = stream
         self.principal = principal
         self.system = console.context.system
+        self.peers = console._peers
         self.too_slow = False
         self._send, self._queue = trio.open_memory_channel[ServerMessage](self.settings.send_queue)
         self._streams: dict[Stream, trio.CancelScope] = {}
@@ -599,44 +603,24 @@ class _Session:
                     await trio.sleep(self.settings.tree_interval_s)  # let a burst settle
 
     async def _load_frames(self) -> FramesMessage:
-        devices: list[Device] = []
-        cursor: str | None = None
-        while True:
-            page: DevicePage = await self._ask(
-                DEVICES_PATH, ListDevices(limit=MAX_PAGE, cursor=cursor)
-            )
-            devices.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        frames = []
-        for device in devices:
-            twin: Twin | None
-            try:
-                twin = await self._ask(f"{FRAMES_PATH}/{device.device_id}", GetTwin())
-            except ActorNotFound:  # just paired: its proxy is starting
-                twin = None
-            frames.append(_frame_state(device, twin))
-        return FramesMessage(frames=frames)
+        views = await self.peers.fleet.ask(ListDeviceViews())
+        return FramesMessage(frames=[_frame_state(view) for view in views.items])
 
     async def _load_campaigns(self) -> CampaignsMessage:
-        page: CampaignPage = await self._ask(OTA_PATH, ListCampaigns(limit=CAMPAIGNS_SHOWN))
+        page = await self.peers.ota.ask(ListCampaigns(limit=CAMPAIGNS_SHOWN))
         return CampaignsMessage(campaigns=page.items)
 
     async def _load_alerts(self) -> AlertsMessage:
-        active: AlertPage = await self._ask(
-            TELEMETRY_PATH, ListAlerts(state="active", limit=ALERTS_SHOWN)
-        )
-        acknowledged: AlertPage = await self._ask(
-            TELEMETRY_PATH, ListAlerts(state="acknowledged", limit=ALERTS_SHOWN)
-        )
+        telemetry = self.peers.telemetry
+        active = await telemetry.ask(ListAlerts(state="active", limit=ALERTS_SHOWN))
+        acknowledged = await telemetry.ask(ListAlerts(state="acknowledged", limit=ALERTS_SHOWN))
         alerts = sorted(
             active.items + acknowledged.items, key=lambda a: a.triggered_at, reverse=True
         )
         return AlertsMessage(alerts=alerts)
 
     async def _load_dead_letters(self) -> DeadLettersMessage:
-        letters: list[ParkedEvent] = await self._ask(JOURNAL_KEEPER_PATH, ListDeadLetters())
+        letters = await self.peers.journal.ask(ListDeadLetters())
         return DeadLettersMessage(dead_letters=letters[-DEAD_LETTERS_SHOWN:])
 
     # -- commands --------------------------------------------------------------------------------
@@ -654,18 +638,17 @@ class _Session:
         else:
             self.post(Reply(id=command.id, ok=True, result=msgspec.Raw(_encode(result))))
 
-    async def _ask(self, path: str, message: object) -> Any:
-        return await self.system.lookup(path).ask(message)
-
-    async def _act(self, command: Command) -> Any:
+    async def _act(self, command: Command) -> object:
         action = command.action
         user_id = self.principal.id
         correlation_id = new_id()
         if action.startswith("frame."):
             frame_id = _required(command.frame_id, "frame_id")
-            await self._ask(DEVICES_PATH, GetDevice(device_id=frame_id))  # NotFound if unknown
-            return await self._ask(
-                f"{FRAMES_PATH}/{frame_id}",
+            await self.peers.devices.ask(GetDevice(device_id=frame_id))  # NotFound if unknown
+            proxy = self.peers.frames.find(frame_id)
+            if proxy is None:
+                raise ActorNotFound(f"frame {frame_id}")
+            return await proxy.ask(
                 SendCommand(
                     command=action.removeprefix("frame."),
                     file_id=command.file_id,
@@ -675,8 +658,7 @@ class _Session:
             )
         if action in _CAMPAIGN_ACTIONS:
             kind = _CAMPAIGN_ACTIONS[action]
-            return await self._ask(
-                OTA_PATH,
+            return await self.peers.ota.ask(
                 kind(
                     campaign_id=_required(command.campaign_id, "campaign_id"),
                     user_id=user_id,
@@ -684,8 +666,7 @@ class _Session:
                 ),
             )
         if action == "alert.acknowledge":
-            return await self._ask(
-                TELEMETRY_PATH,
+            return await self.peers.telemetry.ask(
                 AcknowledgeAlert(
                     alert_id=_required(command.alert_id, "alert_id"),
                     user_id=user_id,
@@ -693,8 +674,7 @@ class _Session:
                 ),
             )
         if action == "alert.resolve":
-            return await self._ask(
-                TELEMETRY_PATH,
+            return await self.peers.telemetry.ask(
                 ResolveAlert(
                     alert_id=_required(command.alert_id, "alert_id"),
                     note=command.note,
@@ -721,8 +701,7 @@ class _Session:
                 raise ValueError(f"no fault rule {rule_id}")
             return FaultRemoved(rule_id=rule_id)
         # dead-letter.replay: the only action left
-        return await self._ask(
-            JOURNAL_KEEPER_PATH,
+        return await self.peers.journal.ask(
             ReplayDeadLetter(letter_id=_required(command.letter_id, "letter_id")),
         )
 

@@ -1,22 +1,30 @@
-"""Frames paired with the hub (seed device_service): ``DeviceRegistry`` (``/domain/devices``)
+"""Frames paired with the hub (seed device_service): ``DeviceRegistry``
 and its messages."""
 
+from ._access import (
+    FrameAccess,
+    FrameAccessSink,
+    hash_password,
+)
 from ._devices import (
     DEVICE_MIGRATIONS,
-    DEVICES_PATH,
     MAX_ALBUMS,
     MAX_PANEL_SIDE,
     MAX_TEXT_LENGTH,
     ORIENTATIONS,
+    TOKEN_ATTEMPTS,
     DeleteDevice,
     Device,
     DeviceMessage,
     DevicePage,
     DeviceRegistry,
     GetDevice,
+    ListAllDevices,
     ListDeviceAccess,
     ListDevices,
     Orientation,
+    PairDevice,
+    Paired,
     RegisterDevice,
     Registered,
     SetDeviceAlbums,
@@ -26,25 +34,31 @@ from ._devices import (
 )
 
 __all__ = [
-    "DEVICES_PATH",
     "DEVICE_MIGRATIONS",
     "MAX_ALBUMS",
     "MAX_PANEL_SIDE",
     "MAX_TEXT_LENGTH",
     "ORIENTATIONS",
+    "TOKEN_ATTEMPTS",
     "DeleteDevice",
     "Device",
     "DeviceMessage",
     "DevicePage",
     "DeviceRegistry",
+    "FrameAccess",
+    "FrameAccessSink",
     "GetDevice",
+    "ListAllDevices",
     "ListDeviceAccess",
     "ListDevices",
     "Orientation",
+    "PairDevice",
+    "Paired",
     "RegisterDevice",
     "Registered",
     "SetDeviceAlbums",
     "compatible",
+    "hash_password",
     "read_frame_access",
     "version_key",
 ]

@@ -12,7 +12,7 @@ row (``deleted = 1``), so its id is never handed out again and the journal's eve
 keep naming a known device.
 
 In managed mode every change of who may use the broker (pairing, album assignment,
-unpairing) is pushed to ``/infra/broker`` as the whole access list *before* the change
+unpairing) is pushed to the managed broker as the whole access list *before* the change
 commits: a frame told to subscribe to a newly assigned album is already allowed to.
 """
 
@@ -26,8 +26,10 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
+import trio
 
-from actors.album import ALBUM_PATH, GetAlbumContents
+from actors.accounts import AccountsMessage, IssueFrameToken, RevokeTokens
+from actors.album import AlbumMessage, GetAlbumContents
 from actors.errors import Invalid, NotFound
 from actors.events import (
     AlbumDeleted,
@@ -46,15 +48,14 @@ from actors.events import (
 )
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.media import MAX_FRAME_SIDE
-from actors.mqtt import FrameAccess, SetFrameAccess, hash_password
 from actors.paging import DEFAULT_PAGE, page_of
 from actors.store import Entry, Store, Transaction
-from supervision import Actor
+from supervision import Actor, ActorCrashed, ActorRef, DomainError, Request
+
+from ._access import FrameAccess, FrameAccessSink, hash_password
 
 log = logging.getLogger("framehub.devices")
 
-DEVICES_PATH = "/domain/devices"
-"""Where the hub's tree puts the ``DeviceRegistry`` actor."""
 
 MAX_TEXT_LENGTH = 64
 """Longest name, model or hardware version."""
@@ -106,7 +107,7 @@ _UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 # -- messages ----------------------------------------------------------------------------------
 
 
-class RegisterDevice(msgspec.Struct, frozen=True, kw_only=True):
+class RegisterDevice(Request["Registered"], frozen=True, kw_only=True):
     """Pair a new frame; answers ``Device`` (``Invalid`` for a bad field).
 
     ``width`` x ``height`` is the panel in pixels as ``orientation`` mounts it or as the panel
@@ -124,24 +125,39 @@ class RegisterDevice(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class GetDevice(msgspec.Struct, frozen=True, kw_only=True):
+class PairDevice(Request["Paired"], frozen=True, kw_only=True):
+    """Pair a new frame end to end: register it and issue its API token; answers ``Paired``.
+
+    Nothing is left half done: if the token cannot be issued (after ``TOKEN_ATTEMPTS``
+    tries, so that one crash of the accounts actor does not fail it), or the asker gave up
+    before the answer (whose secrets are shown only there), the frame is unpaired again.
+    """
+
+    registration: RegisterDevice
+
+
+class GetDevice(Request["Device"], frozen=True, kw_only=True):
     """One device; answers ``Device`` (``NotFound`` if unknown or deleted)."""
 
     device_id: str
 
 
-class ListDevices(msgspec.Struct, frozen=True, kw_only=True):
+class ListDevices(Request["DevicePage"], frozen=True, kw_only=True):
     """Every device, oldest first; answers ``DevicePage``."""
 
     limit: int = DEFAULT_PAGE
     cursor: str | None = None
 
 
-class DeleteDevice(msgspec.Struct, frozen=True, kw_only=True):
+class ListAllDevices(Request["list[Device]"], frozen=True):
+    """Every device, oldest first, in one list (for actors that keep a fact per frame)."""
+
+
+class DeleteDevice(Request[None], frozen=True, kw_only=True):
     """Unpair a device and publish ``device.deleted``; answers None (``NotFound`` if unknown).
 
-    Its API token is the accounts actor's to revoke; the media cache drops the frame's
-    schedules and cache entries on the event.
+    Its API tokens are revoked first (asked of the accounts actor); the media cache drops the
+    frame's schedules and cache entries on the event.
     """
 
     device_id: str
@@ -149,7 +165,7 @@ class DeleteDevice(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class SetDeviceAlbums(msgspec.Struct, frozen=True, kw_only=True):
+class SetDeviceAlbums(Request["Device"], frozen=True, kw_only=True):
     """Choose the albums a frame shows, in order; answers the ``Device``.
 
     ``NotFound`` for an unknown device or album. Publishes ``device.updated`` (the frame's
@@ -162,7 +178,7 @@ class SetDeviceAlbums(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ListDeviceAccess(msgspec.Struct, frozen=True):
+class ListDeviceAccess(Request["list[FrameAccess]"], frozen=True):
     """Every frame's broker user and albums; answers ``list[FrameAccess]`` (for
     ``run.py mqtt-acl`` and an external broker)."""
 
@@ -170,8 +186,10 @@ class ListDeviceAccess(msgspec.Struct, frozen=True):
 DeviceMessage = (
     JournalNudge
     | RegisterDevice
+    | PairDevice
     | GetDevice
     | ListDevices
+    | ListAllDevices
     | DeleteDevice
     | SetDeviceAlbums
     | ListDeviceAccess
@@ -210,6 +228,18 @@ class DevicePage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+class Paired(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``PairDevice``: the device, its MQTT password and its API token, shown
+    only here (neither is kept)."""
+
+    device: Device
+    mqtt_password: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Paired(device_id={self.device.device_id!r})"
+
+
 class Registered(msgspec.Struct, frozen=True, kw_only=True):
     """The answer to ``RegisterDevice``: the device and its MQTT password, never kept."""
 
@@ -218,6 +248,14 @@ class Registered(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:
         return f"Registered(device_id={self.device.device_id!r})"
+
+
+TOKEN_ATTEMPTS = 3
+"""Asks of a frame's token after its device was registered (see ``PairDevice``)."""
+
+
+class AskerGone(DomainError):
+    """The pairing's asker gave up before its answer: the frame was unpaired again."""
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -297,13 +335,24 @@ class DeviceRegistry(Actor[DeviceMessage]):
     ``firmware_available``), ``update.completed`` and ``update.rolled_back`` (record the
     firmware version), ``telemetry.data.received`` (``last_seen``; reactivate), ``device.online`` /
     ``device.offline`` (active or not) and ``album.deleted`` (drop it from every frame).
-    ``broker`` is the managed broker's path, None with an external broker.
+    ``album`` is asked whether albums exist; ``access`` takes the frames' broker access after
+    each change (None with an external broker).
     """
 
-    def __init__(self, store: Store, journal: Journal, *, broker: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        *,
+        album: ActorRef[AlbumMessage],
+        accounts: ActorRef[AccountsMessage],
+        access: FrameAccessSink | None = None,
+    ) -> None:
+        self._accounts = accounts
         self._store = store
         self._journal = journal
-        self._broker = broker
+        self._album = album
+        self._send_access = access
         self._consumer: Consumer | None = None
         self._devices: dict[str, Device] = {}
         """The devices not deleted, by id."""
@@ -371,10 +420,14 @@ class DeviceRegistry(Actor[DeviceMessage]):
                 return None
             case RegisterDevice():
                 return await self._register(message)
+            case PairDevice():
+                return await self._pair(message)
             case GetDevice(device_id=device_id):
                 return self._device(device_id)
             case ListDevices(limit=limit, cursor=cursor):
                 return self._list(limit, cursor)
+            case ListAllDevices():
+                return sorted(self._devices.values(), key=lambda d: (d.created_at, d.device_id))
             case DeleteDevice():
                 return await self._delete(message)
             case SetDeviceAlbums():
@@ -437,6 +490,43 @@ class DeviceRegistry(Actor[DeviceMessage]):
         self._password_hashes[device.device_id] = password_hash
         return Registered(device=device, mqtt_password=password)
 
+    async def _pair(self, message: PairDevice) -> Paired:
+        registered = await self._register(message.registration)
+        device = registered.device
+        try:
+            token = await self._frame_token(device)
+            if self.context.asker_gone:
+                raise AskerGone(f"nobody took the credentials of frame {device.device_id}")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._unpair(device.device_id, message.registration)
+            raise
+        return Paired(device=device, mqtt_password=registered.mqtt_password, token=token)
+
+    async def _frame_token(self, device: Device) -> str:
+        for attempt in range(1, TOKEN_ATTEMPTS + 1):
+            try:
+                return await self._accounts.ask(
+                    IssueFrameToken(frame_id=device.device_id, name=device.name)
+                )
+            except ActorCrashed:
+                if attempt == TOKEN_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _unpair(self, device_id: str, registration: RegisterDevice) -> None:
+        """Undo a pairing that failed after the device was registered (best effort: logged)."""
+        try:
+            await self._delete(
+                DeleteDevice(
+                    device_id=device_id,
+                    user_id=registration.user_id,
+                    correlation_id=registration.correlation_id,
+                )
+            )
+        except Exception:
+            log.exception("could not unpair half-paired frame %s", device_id)
+
     def _device(self, device_id: str) -> Device:
         device = self._devices.get(device_id)
         if device is None:
@@ -451,6 +541,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
 
     async def _delete(self, message: DeleteDevice) -> None:
         device = self._device(message.device_id)
+        # Tokens first: once the device is gone a repeated delete is a NotFound, so a failure
+        # between the two steps must leave the device there for the retry to revoke again.
+        await self._accounts.ask(RevokeTokens(kind="frame", principal_id=device.device_id))
         async with self._store.transaction() as tx:
             tx.execute("UPDATE devices SET deleted = 1 WHERE device_id = ?", (device.device_id,))
             tx.execute("DELETE FROM device_albums WHERE device_id = ?", (device.device_id,))
@@ -474,9 +567,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
             raise Invalid(f"a frame shows at most {MAX_ALBUMS} albums")
         if album_ids == device.album_ids:
             return device
-        contents = await self.context.system.lookup(ALBUM_PATH).ask(
-            GetAlbumContents(album_ids=album_ids)
-        )
+        contents = await self._album.ask(GetAlbumContents(album_ids=album_ids))
         if contents.missing:
             raise NotFound(f"no album {', '.join(contents.missing)}")
         updated = msgspec.structs.replace(device, album_ids=album_ids)
@@ -593,5 +684,5 @@ class DeviceRegistry(Actor[DeviceMessage]):
         return access
 
     async def _push_access(self, access: list[FrameAccess]) -> None:
-        if self._broker is not None:
-            await self.context.system.lookup(self._broker).ask(SetFrameAccess(frames=access))
+        if self._send_access is not None:
+            await self._send_access(access)

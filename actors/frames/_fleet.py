@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from actors.devices import DEVICES_PATH, Device, DevicePage, GetDevice, ListDevices
+from actors.devices import Device, GetDevice, ListAllDevices, ListDevices
 from actors.errors import NotFound
 from actors.events import (
     AlbumPhotoAdded,
@@ -34,13 +34,21 @@ from actors.http import PublicUrl
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.store import Entry, Store, Transaction
 from config import FramesSettings
-from supervision import Actor, ActorNotFound, ActorStopped, ChildSpec, MailboxFull
+from supervision import Actor, ActorStopped, ChildSpec, MailboxFull, Request
 
-from ._proxy import FRAMES_MIGRATIONS, FrameProxy, Refresh
+from ._directory import FrameDirectory
+from ._proxy import FRAMES_MIGRATIONS, FrameProxy, GetTwin, ProxyMessage, ProxyPeers, Refresh
+from ._views import (
+    NO_TWIN,
+    DeviceView,
+    DeviceViewPage,
+    GetDeviceView,
+    ListDeviceViews,
+    device_view,
+)
 
 log = logging.getLogger("framehub.frames")
 
-FRAMES_PATH = "/frames"
 FLEET_NAME = "fleet"
 """Not a frame id: those are 32 hex digits."""
 
@@ -49,11 +57,11 @@ class _StartAll(msgspec.Struct, frozen=True):
     pass
 
 
-class ListFrameIds(msgspec.Struct, frozen=True):
+class ListFrameIds(Request["list[str]"], frozen=True):
     """The frames that have a proxy; answers ``list[str]``."""
 
 
-FleetMessage = JournalNudge | _StartAll | ListFrameIds
+FleetMessage = JournalNudge | _StartAll | ListFrameIds | GetDeviceView | ListDeviceViews
 
 
 class FrameFleet(Actor[FleetMessage]):
@@ -66,8 +74,12 @@ class FrameFleet(Actor[FleetMessage]):
         public_url: PublicUrl,
         settings: FramesSettings,
         *,
+        frames: FrameDirectory,
+        peers: ProxyPeers,
         mailbox_capacity: int = 1000,
     ) -> None:
+        self._frames = frames
+        self._peers = peers
         self._store = store
         self._journal = journal
         self._public_url = public_url
@@ -105,56 +117,62 @@ class FrameFleet(Actor[FleetMessage]):
                 await self._start_all()
             case ListFrameIds():
                 return sorted(self._albums)
+            case GetDeviceView(device_id=device_id):
+                device = await self._peers.devices.ask(GetDevice(device_id=device_id))
+                return await self._view(device)
+            case ListDeviceViews(limit=None):
+                devices = await self._peers.devices.ask(ListAllDevices())
+                return DeviceViewPage(items=[await self._view(d) for d in devices])
+            case ListDeviceViews(limit=int(limit), cursor=cursor):
+                page = await self._peers.devices.ask(ListDevices(limit=limit, cursor=cursor))
+                items = [await self._view(d) for d in page.items]
+                return DeviceViewPage(items=items, next_cursor=page.next_cursor)
         if self._started:
             assert self._consumer is not None
             await self._consumer.drain()
         return None
 
     async def _start_all(self) -> None:
-        registry = self.context.system.lookup(DEVICES_PATH)
-        devices: list[Device] = []
-        cursor: str | None = None
-        while True:
-            page: DevicePage = await registry.ask(ListDevices(limit=500, cursor=cursor))
-            devices.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        devices = await self._peers.devices.ask(ListAllDevices())
         self._albums = {device.device_id: device.album_ids for device in devices}
         specs = [self._spec(d.device_id) for d in devices if not self._running(d.device_id)]
         if specs:
-            await self.context.system.start_children(FRAMES_PATH, specs)
+            await self._frames.start(specs)
         log.info("%d frame proxies running (%d started now)", len(devices), len(specs))
         self._started = True
 
-    def _spec(self, frame_id: str) -> ChildSpec[Any]:
-        store, public_url, settings = self._store, self._public_url, self._settings
+    async def _view(self, device: Device) -> DeviceView:
+        proxy = self._frames.find(device.device_id)
+        twin = NO_TWIN if proxy is None else await proxy.ask(GetTwin())
+        return device_view(device, twin)
+
+    def _spec(self, frame_id: str) -> ChildSpec[ProxyMessage]:
+        store, public_url, settings, peers = (
+            self._store,
+            self._public_url,
+            self._settings,
+            self._peers,
+        )
         return ChildSpec(
             frame_id,
-            lambda: FrameProxy(frame_id, store, public_url, settings),
+            lambda: FrameProxy(frame_id, store, public_url, settings, peers),
             mailbox_capacity=self._capacity,
         )
 
     def _running(self, frame_id: str) -> bool:
-        try:
-            return self.context.system.lookup(f"{FRAMES_PATH}/{frame_id}").alive
-        except ActorNotFound:
-            return False
+        return self._frames.running(frame_id)
 
     # -- journal handlers ----------------------------------------------------------------------
 
     async def _on_event(self, entry: Entry, tx: Transaction) -> None:
-        system = self.context.system
         match entry.event:
             case DeviceRegistered(device_id=frame_id):
                 self._albums.setdefault(frame_id, [])
                 if not self._running(frame_id):
-                    await system.start_child(FRAMES_PATH, self._spec(frame_id))
+                    await self._frames.start([self._spec(frame_id)])
             case DeviceUpdated(device_id=frame_id):
                 try:
-                    device: Device = await system.lookup(DEVICES_PATH).ask(
-                        GetDevice(device_id=frame_id)
-                    )
+                    device = await self._peers.devices.ask(GetDevice(device_id=frame_id))
                 except NotFound:
                     return
                 self._albums[frame_id] = device.album_ids
@@ -162,7 +180,7 @@ class FrameFleet(Actor[FleetMessage]):
             case DeviceDeleted(device_id=frame_id):
                 self._albums.pop(frame_id, None)
                 if self._running(frame_id):
-                    await system.stop_child(FRAMES_PATH, frame_id)
+                    await self._frames.stop(frame_id)
             case AlbumPhotoAdded(album_id=album_id) | AlbumPhotoRemoved(album_id=album_id):
                 for frame_id, albums in self._albums.items():
                     if album_id in albums:
@@ -171,9 +189,12 @@ class FrameFleet(Actor[FleetMessage]):
                 pass
 
     def _refresh(self, frame_id: str) -> None:
+        proxy = self._frames.find(frame_id)
+        if proxy is None:
+            return
         try:
-            self.context.system.lookup(f"{FRAMES_PATH}/{frame_id}").tell_nowait(Refresh())
-        except (ActorNotFound, ActorStopped):
+            proxy.tell_nowait(Refresh())
+        except ActorStopped:
             pass
         except MailboxFull:
             # Its periodic refresh catches up; a wedged proxy must not stall the others.

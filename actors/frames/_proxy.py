@@ -39,14 +39,15 @@ import logging
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 import trio
 
 import wire
-from actors.album import ALBUM_PATH, AlbumContents, GetAlbumContents
-from actors.devices import DEVICES_PATH, Device, GetDevice
+from actors.album import AlbumMessage, GetAlbumContents
+from actors.devices import DeviceMessage, GetDevice
 from actors.errors import Invalid, NotFound
 from actors.events import (
     Audit,
@@ -59,11 +60,12 @@ from actors.events import (
     utc_now,
 )
 from actors.http import PublicUrl
-from actors.media import MEDIA_PATH, GetFrameSchedule, GetFrameVersion, Schedule, VersionBlob
-from actors.mqtt import Availability, FrameInbound, GetSync
+from actors.media import GetFrameSchedule, GetFrameVersion, MediaMessage, Schedule, VersionBlob
 from actors.store import Store, Transaction
 from config import FramesSettings
-from supervision import Actor, AskTimeout, DomainError
+from supervision import Actor, ActorRef, AskTimeout, DeferredReply, DomainError, Request
+
+from ._messages import Availability, FrameInbound, GetSync
 
 log = logging.getLogger("framehub.frames")
 
@@ -118,11 +120,11 @@ class Refresh(msgspec.Struct, frozen=True):
     """Rebuild the desired state (albums or their photos changed); idempotent, coalesced."""
 
 
-class GetTwin(msgspec.Struct, frozen=True):
+class GetTwin(Request["Twin"], frozen=True):
     """Answers ``Twin``."""
 
 
-class SendCommand(msgspec.Struct, frozen=True, kw_only=True):
+class SendCommand(Request["CommandView"], frozen=True, kw_only=True):
     """Send the frame a command; answers ``CommandView`` (``Invalid`` for a bad command,
     ``NotFound`` when ``show`` names a photo the frame does not have)."""
 
@@ -132,10 +134,19 @@ class SendCommand(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class GetCommand(msgspec.Struct, frozen=True, kw_only=True):
+class GetCommand(Request["CommandView"], frozen=True, kw_only=True):
     """Answers ``CommandView`` (``NotFound`` if this frame never had it)."""
 
     command_id: str
+
+
+class OpenFrameVersion(Request[VersionBlob], frozen=True, kw_only=True):
+    """The version of ``file_id`` made for this frame's panel, for the frame to download;
+    ``NotFound`` unless the photo is in one of the frame's albums (any other photo is as
+    unknown to the frame as one that does not exist). Answered off the mailbox: rendering a
+    version never holds up the frame's heartbeats and commands."""
+
+    file_id: str
 
 
 class _Tick(msgspec.Struct, frozen=True):
@@ -158,6 +169,7 @@ ProxyMessage = (
     | GetTwin
     | SendCommand
     | GetCommand
+    | OpenFrameVersion
     | _Tick
     | _Refreshed
     | _CommandDeadline
@@ -215,6 +227,15 @@ _encode = msgspec.json.encode
 _decode_args = msgspec.json.Decoder(dict[str, str]).decode
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyPeers:
+    """The actors a frame's proxy asks when it works out what its frame should show."""
+
+    devices: ActorRef[DeviceMessage]
+    album: ActorRef[AlbumMessage]
+    media: ActorRef[MediaMessage]
+
+
 class FrameProxy(Actor[ProxyMessage]):
     """``/frames/<frame_id>``: see the module's docstring."""
 
@@ -224,8 +245,10 @@ class FrameProxy(Actor[ProxyMessage]):
         store: Store,
         public_url: PublicUrl,
         settings: FramesSettings,
+        peers: ProxyPeers,
     ) -> None:
         self._frame_id = frame_id
+        self._peers = peers
         self._store = store
         self._public_url = public_url
         self._settings = settings
@@ -317,6 +340,9 @@ class FrameProxy(Actor[ProxyMessage]):
                 return await self._send_command(message)
             case GetCommand(command_id=command_id):
                 return await self._command(command_id)
+            case OpenFrameVersion(file_id=file_id):
+                answer = self.context.defer_reply(message)
+                await self.context.start_service(self._open_version, file_id, answer)
             case _Tick():
                 await self._tick()
             case _Refreshed():
@@ -324,6 +350,34 @@ class FrameProxy(Actor[ProxyMessage]):
             case _CommandDeadline(command_id=command_id):
                 await self._finish_command(command_id, "timed_out", "no answer from the frame")
         return None
+
+    async def _open_version(
+        self,
+        file_id: str,
+        answer: DeferredReply[VersionBlob],
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        peers = self._peers
+        try:
+            device = await peers.devices.ask(GetDevice(device_id=self._frame_id))
+            shown = await peers.album.ask(GetAlbumContents(album_ids=device.album_ids))
+            if not any(file_id in photos for photos in shown.photos.values()):
+                raise NotFound(f"no photo {file_id}")
+            width, height = device.panel
+            version = await peers.media.ask(
+                GetFrameVersion(
+                    file_id=file_id,
+                    width=width,
+                    height=height,
+                    fill=True,
+                    frame_id=self._frame_id,
+                )
+            )
+        except Exception as error:  # the asker gets it as if it had asked itself
+            answer.fail(error)
+        else:
+            answer.set(version)
 
     # -- desired state -------------------------------------------------------------------------
 
@@ -341,17 +395,13 @@ class FrameProxy(Actor[ProxyMessage]):
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        system = self.context.system
+        peers = self._peers
         sync: wire.FrameSync | None = None
         versions: dict[str, VersionBlob] = {}
         try:
-            device: Device = await system.lookup(DEVICES_PATH).ask(
-                GetDevice(device_id=self._frame_id)
-            )
-            contents: AlbumContents = await system.lookup(ALBUM_PATH).ask(
-                GetAlbumContents(album_ids=device.album_ids)
-            )
-            media = system.lookup(MEDIA_PATH)
+            device = await peers.devices.ask(GetDevice(device_id=self._frame_id))
+            contents = await peers.album.ask(GetAlbumContents(album_ids=device.album_ids))
+            media = peers.media
             schedule: Schedule | None = await media.ask(GetFrameSchedule(frame_id=self._frame_id))
             width, height = device.panel
             base_url = await self._public_url.wait()

@@ -1,10 +1,10 @@
-"""The HTTP gateway (``/edge/http``): the API that phones, scripts and frames call.
+"""The HTTP gateway: the API that phones, scripts and frames call.
 
 Routes only translate: a request becomes a typed message, the owning actor is asked, and its
 reply (or domain error) becomes the response. A route is declared with ``api_route``; the
 gateway does the rest for every route alike:
 
-* authentication (``Authorization: Bearer <token>``, asked of ``/domain/accounts``) and the
+* authentication (``Authorization: Bearer <token>``, asked of the accounts actor) and the
   caller check given by ``auth``: ``"user"``, ``"admin"``, ``"frame"``, ``"user_or_frame"``,
   or ``None`` (only outside ``/api/v1``);
 * rate limiting per token (``http.rate_limit_per_minute``) and of failed authentications per
@@ -19,50 +19,43 @@ gateway does the rest for every route alike:
 * the route's entry in ``GET /openapi.json`` (OpenAPI 3.1, from the msgspec types; any valid
   token may read it).
 
-A route module looks like this::
+A route module looks like this (``Api`` is ``RequestContext[ApiPeers]``, where ``ApiPeers``
+holds the typed refs of the actors the routes ask, given to the gateway as ``peers``)::
 
     class NewAlbum(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
-    async def create_album(context: RequestContext, body: NewAlbum) -> AlbumView:
-        return await context.ask(
-            "/domain/album",
-            CreateAlbum(
-                user_id=context.user_id, name=body.name, correlation_id=context.correlation_id
-            ),
+    async def create_album(context: Api, body: NewAlbum) -> AlbumInfo:
+        return await context.peers.album.ask(
+            CreateAlbum(user_id=context.user_id, name=body.name,
+                        correlation_id=context.correlation_id)
         )
 
-    async def list_albums(context: RequestContext, _: None) -> Page[AlbumView]:
+    async def list_albums(context: Api, _: None) -> AlbumPage:
         page = context.query(PageQuery)
-        return await context.ask(
-            "/domain/album", ListAlbums(user_id=context.user_id, limit=page.limit,
-                                        cursor=page.cursor)
+        return await context.peers.album.ask(
+            ListAlbums(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
         )
-
-    async def upload_photo(context: RequestContext, upload: StagedUpload) -> UploadedFile:
-        # upload.path is deleted when this returns: the uploader renames it into place.
-        return await context.ask("/domain/uploader", StoreUpload(...))
 
     ALBUM_ROUTES = (
         api_route("POST", "/api/v1/albums", create_album, body=NewAlbum,
-                  response=AlbumView, status=201, errors=(409,), summary="create an album"),
+                  response=AlbumInfo, status=201, errors=(422,), summary="create an album"),
         api_route("GET", "/api/v1/albums", list_albums, query=PageQuery,
-                  response=Page[AlbumView], summary="the caller's albums"),
-        api_route("POST", "/api/v1/storage/photos/upload", upload_photo,
-                  upload=UploadForm(fields=("metadata",)), response=UploadedFile,
-                  status=201, errors=(415, 422, 507), summary="upload a photo"),
+                  response=AlbumPage, summary="the caller's albums"),
     )
 
-and is served by passing ``routes=[*ALBUM_ROUTES, ...]`` to ``HttpGateway``. Path parameters
+and is served by passing ``routes=[*ALBUM_ROUTES, ...]`` and ``peers`` to ``HttpGateway``.
+A route that takes an ``upload=UploadForm(...)`` gets the ``StagedUpload``. Path parameters
 (``/api/v1/albums/{album_id}``) are in ``context.path_params``; a handler may also return a
 Starlette ``Response`` and add headers through ``context.response_headers``. A download
 (``download=True``) returns ``file_response(...)``: ETag and 304, Range and 206, and a 416
 problem for a range past the end.
 """
 
-from ._account_routes import ACCOUNT_ROUTES, NewUserRequest
+from ._account_routes import NewUserRequest, account_routes
 from ._downloads import file_response
 from ._gateway import (
+    GatewayMessage,
     GetHttpAddress,
     GetRoutes,
     Health,
@@ -87,12 +80,12 @@ from ._routing import (
 from ._uploads import StagedUpload, UploadForm, receive_upload
 
 __all__ = [
-    "ACCOUNT_ROUTES",
     "API_PREFIX",
     "PROBLEM_JSON",
     "STATUS_OF",
     "ApiRoute",
     "Auth",
+    "GatewayMessage",
     "GetHttpAddress",
     "GetRoutes",
     "Health",
@@ -110,6 +103,7 @@ __all__ = [
     "ServedRoute",
     "StagedUpload",
     "UploadForm",
+    "account_routes",
     "api_route",
     "file_response",
     "openapi_document",

@@ -17,12 +17,12 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actors.accounts import ACCOUNTS_PATH
+from actors.accounts import AccountsMessage
 from actors.store import Store
 from config import HttpSettings
-from supervision import Actor, ActorSnapshot, ActorSystem
+from supervision import Actor, ActorRef, ActorSnapshot, ActorSystem, Request
 
-from ._account_routes import ACCOUNT_ROUTES
+from ._account_routes import account_routes
 from ._openapi import openapi_document
 from ._pipeline import Pipeline, _Operations, build_app
 from ._problems import HttpProblem
@@ -34,7 +34,7 @@ log = logging.getLogger("framehub.http")
 DATABASE_CHECK_TIMEOUT_S = 2.0
 
 
-class GetHttpAddress(msgspec.Struct, frozen=True):
+class GetHttpAddress(Request["HttpAddress"], frozen=True):
     """Where the API listens; answers ``HttpAddress``."""
 
 
@@ -47,7 +47,7 @@ class HttpAddress(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
 
 
-class GetRoutes(msgspec.Struct, frozen=True):
+class GetRoutes(Request["list[ServedRoute]"], frozen=True):
     """What the running server dispatches, read from its router; answers
     ``list[ServedRoute]`` (introspection: an audit checks each route asks for a token)."""
 
@@ -134,7 +134,8 @@ class HttpGateway(Actor[GatewayMessage]):
 
     Start it after the actors its routes ask (``/edge`` after ``/domain``): it stops first
     then, finishing requests in flight (up to ``graceful_timeout_s``) while they still answer.
-    Uploads are staged in ``staging_dir``, which must be on the blobs' filesystem.
+    Uploads are staged in ``staging_dir``, which must be on the blobs' filesystem. Callers
+    are authenticated by ``accounts``; handlers find ``peers`` in their ``RequestContext``.
     """
 
     def __init__(
@@ -143,8 +144,9 @@ class HttpGateway(Actor[GatewayMessage]):
         *,
         store: Store,
         staging_dir: Path,
+        accounts: ActorRef[AccountsMessage],
         routes: Sequence[ApiRoute] = (),
-        accounts_path: str = ACCOUNTS_PATH,
+        peers: object = None,
         failed_auth_per_minute: int = 30,
         graceful_timeout_s: float = 3.0,
         title: str = "framehub",
@@ -158,7 +160,8 @@ class HttpGateway(Actor[GatewayMessage]):
         self._store = store
         self._staging_dir = staging_dir
         self._routes = tuple(routes)
-        self._accounts_path = accounts_path
+        self._accounts = accounts
+        self._peers = peers
         self._failed_auth_per_minute = failed_auth_per_minute
         self._graceful_timeout_s = graceful_timeout_s
         self._title = title
@@ -176,13 +179,14 @@ class HttpGateway(Actor[GatewayMessage]):
         settings = self._settings
         pipeline = Pipeline(
             system=self.context.system,
-            accounts_path=self._accounts_path,
+            accounts=self._accounts,
+            peers=self._peers,
             staging_dir=self._staging_dir,
             max_upload_bytes=settings.max_upload_bytes,
             rate_limit_per_minute=settings.rate_limit_per_minute,
             failed_auth_per_minute=self._failed_auth_per_minute,
         )
-        routes = [*self._probe_routes(pipeline), *ACCOUNT_ROUTES, *self._routes]
+        routes = [*self._probe_routes(pipeline), *account_routes(self._accounts), *self._routes]
         app = build_app(routes, pipeline)
         self._served = routes
         self._table = _served_routes(app)
@@ -257,10 +261,10 @@ class HttpGateway(Actor[GatewayMessage]):
     # -- probes and the API description ---------------------------------------------------------
 
     def _probe_routes(self, pipeline: Pipeline) -> list[ApiRoute]:
-        async def healthz(context: RequestContext, _: None) -> Health:
+        async def healthz(context: RequestContext[object], _: None) -> Health:
             return Health(status="ok")
 
-        async def readyz(context: RequestContext, _: None) -> Health:
+        async def readyz(context: RequestContext[object], _: None) -> Health:
             problems = _not_running(self.context.system.snapshot())
             try:
                 with trio.fail_after(DATABASE_CHECK_TIMEOUT_S):
@@ -279,7 +283,7 @@ class HttpGateway(Actor[GatewayMessage]):
                 raise HttpProblem(503, "not ready: " + "; ".join(problems))
             return Health(status="ready")
 
-        async def openapi(context: RequestContext, _: None) -> Response:
+        async def openapi(context: RequestContext[object], _: None) -> Response:
             if self._openapi is None:
                 document = openapi_document(
                     self._served,

@@ -21,10 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from actors.accounts import Authenticate, Principal, hash_token
+from actors.accounts import AccountsMessage, Authenticate, Principal, hash_token
 from actors.events import new_id
 from supervision import (
     ActorNotFound,
+    ActorRef,
     ActorStopped,
     ActorSystem,
     AskTimeout,
@@ -60,14 +61,16 @@ class Pipeline:
         self,
         *,
         system: ActorSystem,
-        accounts_path: str,
+        accounts: ActorRef[AccountsMessage],
+        peers: object,
         staging_dir: Path,
         max_upload_bytes: int,
         rate_limit_per_minute: int,
         failed_auth_per_minute: int,
     ) -> None:
         self.system = system
-        self.accounts_path = accounts_path
+        self.accounts = accounts
+        self.peers = peers
         self.staging_dir = staging_dir
         self.max_upload_bytes = max_upload_bytes
         self.requests = RateLimiter(rate_limit_per_minute)
@@ -150,9 +153,7 @@ class Pipeline:
                 {"Retry-After": retry_after(wait)},
             )
         try:
-            principal: Principal = await self.system.lookup(self.accounts_path).ask(
-                Authenticate(token=token)
-            )
+            principal = await self.accounts.ask(Authenticate(token=token))
         except DomainError:
             self.failures.take(client)
             raise HttpProblem(401, "the API token is not valid") from None
@@ -184,13 +185,14 @@ class Pipeline:
                 query = msgspec.convert(dict(request.query_params), type=route.query, strict=False)
             except msgspec.ValidationError as error:
                 raise HttpProblem(400, f"invalid query parameter: {error}") from None
-        context = RequestContext(
+        context = RequestContext[object](
             request,
             principal=principal,
             query=query,
             correlation_id=correlation_id,
             base_url=self.base_url,
             system=self.system,
+            peers=self.peers,
         )
         if route.upload is not None and not route.upload.handler_reads:
             upload = await receive_upload(
@@ -215,7 +217,7 @@ class Pipeline:
             result = await route.handler(context, None)
         return self._render(route, result, context)
 
-    def _render(self, route: ApiRoute, result: object, context: RequestContext) -> Response:
+    def _render(self, route: ApiRoute, result: object, context: RequestContext[object]) -> Response:
         if isinstance(result, Response):
             response = result
         elif result is None:

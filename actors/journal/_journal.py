@@ -11,7 +11,7 @@ import msgspec
 
 from actors.events import rfc3339
 from actors.store import Entry, Store, Transaction
-from supervision import Actor, ActorContext, DomainError
+from supervision import Actor, ActorContext, DomainError, Request
 
 from ._bus import Bus
 from ._consumer import Consumer, Handler, JournalNudge, Settle
@@ -159,19 +159,19 @@ class Journal:
 # -- the journal keeper actor ------------------------------------------------------------------
 
 
-class ListDeadLetters(msgspec.Struct, frozen=True):
+class ListDeadLetters(Request["list[ParkedEvent]"], frozen=True):
     subscriber: str | None = None
 
 
-class ReplayDeadLetter(msgspec.Struct, frozen=True):
+class ReplayDeadLetter(Request["ParkedEvent"], frozen=True):
     letter_id: int
 
 
-class PruneJournal(msgspec.Struct, frozen=True):
+class PruneJournal(Request["int"], frozen=True):
     pass
 
 
-class CheckReplays(msgspec.Struct, frozen=True):
+class CheckReplays(Request[None], frozen=True):
     pass
 
 

@@ -12,11 +12,10 @@ from actors.errors import Invalid
 from actors.events import AiMetadata
 from actors.journal import JournalNudge
 from actors.paging import DEFAULT_PAGE
+from supervision import Request
 
 MAX_NAME_LENGTH = 100
 MAX_PLAYLIST_ITEMS = 10_000
-MEDIA_PATH = "/domain/media"
-"""Where the hub's tree puts the ``MediaCache`` actor."""
 MAX_FRAME_SIDE = 8192
 """Widest or tallest frame panel a version is made for (8K)."""
 MIN_INTERVAL_S = 10
@@ -28,7 +27,7 @@ StandardSize = Literal["thumbnail", "hd"]
 # -- photos and their versions -----------------------------------------------------------------
 
 
-class GetPhoto(msgspec.Struct, frozen=True, kw_only=True):
+class GetPhoto(Request["PhotoView"], frozen=True, kw_only=True):
     """A photo in the seed shape of ``GET /api/v1/photos/{file_id}``; answers ``PhotoView``.
 
     ``user_id`` None skips the owner check: for a frame the gateway has already authorised.
@@ -40,7 +39,7 @@ class GetPhoto(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
 
 
-class ListPhotos(msgspec.Struct, frozen=True, kw_only=True):
+class ListPhotos(Request["PhotoPage"], frozen=True, kw_only=True):
     """The user's photos, newest first; answers ``PhotoPage``."""
 
     user_id: str
@@ -49,7 +48,7 @@ class ListPhotos(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-class GetVersion(msgspec.Struct, frozen=True, kw_only=True):
+class GetVersion(Request["VersionBlob"], frozen=True, kw_only=True):
     """The blob of a standard version; answers ``VersionBlob``.
 
     Made on the spot (with the other missing standard versions) if the upload's versions are
@@ -61,7 +60,7 @@ class GetVersion(msgspec.Struct, frozen=True, kw_only=True):
     size: StandardSize
 
 
-class GetFrameVersion(msgspec.Struct, frozen=True, kw_only=True):
+class GetFrameVersion(Request["VersionBlob"], frozen=True, kw_only=True):
     """The photo sized for a frame panel; answers ``VersionBlob``.
 
     ``fill`` covers the panel exactly (cropping around the faces), else the photo fits inside.
@@ -116,7 +115,7 @@ class VersionBlob(msgspec.Struct, frozen=True, kw_only=True):
 # -- playlists ---------------------------------------------------------------------------------
 
 
-class CreatePlaylist(msgspec.Struct, frozen=True, kw_only=True):
+class CreatePlaylist(Request["Playlist"], frozen=True, kw_only=True):
     """A playlist of the user's own photos, in the given order; answers ``Playlist``."""
 
     user_id: str
@@ -124,12 +123,12 @@ class CreatePlaylist(msgspec.Struct, frozen=True, kw_only=True):
     file_ids: list[str] = []
 
 
-class GetPlaylist(msgspec.Struct, frozen=True, kw_only=True):
+class GetPlaylist(Request["Playlist"], frozen=True, kw_only=True):
     user_id: str
     playlist_id: str
 
 
-class ListPlaylists(msgspec.Struct, frozen=True, kw_only=True):
+class ListPlaylists(Request["PlaylistPage"], frozen=True, kw_only=True):
     """The user's playlists, oldest first; answers ``PlaylistPage``."""
 
     user_id: str
@@ -137,7 +136,7 @@ class ListPlaylists(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-class UpdatePlaylist(msgspec.Struct, frozen=True, kw_only=True):
+class UpdatePlaylist(Request["Playlist"], frozen=True, kw_only=True):
     """Rename and/or replace the photos (None keeps them); answers ``Playlist``."""
 
     user_id: str
@@ -146,7 +145,7 @@ class UpdatePlaylist(msgspec.Struct, frozen=True, kw_only=True):
     file_ids: list[str] | None = None
 
 
-class DeletePlaylist(msgspec.Struct, frozen=True, kw_only=True):
+class DeletePlaylist(Request[None], frozen=True, kw_only=True):
     """Delete a playlist; schedules that used it keep running without one. Answers None."""
 
     user_id: str
@@ -169,7 +168,7 @@ class PlaylistPage(msgspec.Struct, frozen=True, kw_only=True):
 # -- rotation schedules ------------------------------------------------------------------------
 
 
-class CreateSchedule(msgspec.Struct, frozen=True, kw_only=True):
+class CreateSchedule(Request["Schedule"], frozen=True, kw_only=True):
     """How a frame rotates photos; answers ``Schedule``.
 
     ``quiet_start``/``quiet_end`` ("HH:MM", both or neither) bound the hours the frame shows
@@ -185,7 +184,7 @@ class CreateSchedule(msgspec.Struct, frozen=True, kw_only=True):
     quiet_end: str | None = None
 
 
-class ListSchedules(msgspec.Struct, frozen=True, kw_only=True):
+class ListSchedules(Request["SchedulePage"], frozen=True, kw_only=True):
     """The user's schedules (of one frame, if given), oldest first; answers ``SchedulePage``."""
 
     user_id: str
@@ -194,14 +193,14 @@ class ListSchedules(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-class GetFrameSchedule(msgspec.Struct, frozen=True, kw_only=True):
+class GetFrameSchedule(Request["Schedule | None"], frozen=True, kw_only=True):
     """The schedule a frame follows, whoever made it: the newest one for ``frame_id``;
     answers ``Schedule`` or None (the frame's defaults)."""
 
     frame_id: str
 
 
-class DeleteSchedule(msgspec.Struct, frozen=True, kw_only=True):
+class DeleteSchedule(Request[None], frozen=True, kw_only=True):
     user_id: str
     schedule_id: str
 

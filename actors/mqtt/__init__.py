@@ -2,16 +2,12 @@
 bridge to it (``/infra/mqtt``)."""
 
 from ._bridge import (
-    MQTT_PATH,
-    Availability,
+    BridgeMessage,
     FrameEndpoint,
-    FrameInbound,
     GetFrameEndpoint,
     GetMqttStats,
-    GetSync,
     MqttBridge,
     MqttStats,
-    TelemetryInbound,
 )
 from ._broker import (
     HUB_USERNAME,
@@ -21,7 +17,6 @@ from ._broker import (
     BrokerMessage,
     BrokerProcess,
     BrokerUnavailable,
-    FrameAccess,
     GetBrokerAddress,
     GetBrokerProcess,
     InvalidFrameAccess,
@@ -29,36 +24,29 @@ from ._broker import (
     SetFrameAccess,
     acl_text,
     find_mosquitto,
-    hash_password,
 )
 from ._client import MqttClient
 
 __all__ = [
     "HUB_USERNAME",
-    "MQTT_PATH",
-    "Availability",
+    "BridgeMessage",
     "BrokerAccess",
     "BrokerAddress",
     "BrokerDied",
     "BrokerMessage",
     "BrokerProcess",
     "BrokerUnavailable",
-    "FrameAccess",
     "FrameEndpoint",
-    "FrameInbound",
     "GetBrokerAddress",
     "GetBrokerProcess",
     "GetFrameEndpoint",
     "GetMqttStats",
-    "GetSync",
     "InvalidFrameAccess",
     "MosquittoBroker",
     "MqttBridge",
     "MqttClient",
     "MqttStats",
     "SetFrameAccess",
-    "TelemetryInbound",
     "acl_text",
     "find_mosquitto",
-    "hash_password",
 ]

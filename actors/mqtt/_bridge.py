@@ -1,8 +1,8 @@
-"""``/infra/mqtt``: the hub's one MQTT connection, between the broker and the actors.
+"""The MQTT bridge: the hub's one MQTT connection, between the broker and the actors.
 
 Inbound, frame topics (``frames/+/status|heartbeat|telemetry|ota|availability``) are checked
 and decoded with msgspec into the ``wire`` types: status, heartbeats and availability are
-told to the frame's proxy (``/frames/<id>``), telemetry and heartbeats to the telemetry actor
+told to the frame's proxy, telemetry and heartbeats to the telemetry actor
 (one ``TelemetryInbound`` per inbound batch), OTA progress to the OTA actor. Anything that
 does not fit (a payload too big or malformed, a frame the hub does not know, a payload naming
 another frame, a proxy too busy to take it) is dropped, counted by reason and logged at most
@@ -41,11 +41,10 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -62,27 +61,37 @@ from actors.events import (
     PhotoMetadataUpdated,
     utc_now,
 )
+from actors.frames import Availability, FrameDirectory, FrameInbound, GetSync, ProxyMessage
 from actors.http import PublicUrl
 from actors.journal import Consumer, Journal, JournalNudge
+from actors.ota import FrameProgress, OtaMessage
 from actors.store import Entry, Transaction
+from actors.telemetry import TelemetryInbound, TelemetryMessage
 from config import MqttSettings
-from supervision import Actor, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull
+from supervision import (
+    Actor,
+    ActorNotFound,
+    ActorRef,
+    ActorStopped,
+    AskTimeout,
+    MailboxFull,
+    Request,
+)
 
 from ._broker import (
     HUB_CLIENT_ID,
     HUB_SUBSCRIPTIONS,
     HUB_USERNAME,
-    BrokerAddress,
+    BrokerMessage,
     GetBrokerAddress,
 )
 from ._client import MqttClient
 
 log = logging.getLogger("framehub.mqtt")
 
-MQTT_PATH = "/infra/mqtt"
-"""Where the hub's tree puts the ``MqttBridge``."""
+M = TypeVar("M")
+
 CLIENT_ID = HUB_CLIENT_ID
-FRAMES_PATH = "/frames"
 SYNC_ASK_TIMEOUT_S = 2.0
 """How long the bridge waits for a proxy's sync before leaving that frame to converge later."""
 INBOUND_BATCH = 256
@@ -99,8 +108,6 @@ STOP_TIMEOUT_S = 2.0
 FIRST_CONNECT_WAIT_S = 5.0
 
 _SUBSCRIPTIONS = HUB_SUBSCRIPTIONS
-_FRAME_ID = re.compile(r"[0-9a-f]{32}")
-"""What the registry names frames (``new_id``): no other topic level can be a frame."""
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -110,34 +117,7 @@ BROKER_RECEIVE_MAXIMUM = 20
 """QoS 1 and 2 publishes the hub keeps in flight: Mosquitto's default ``max_inflight_messages``."""
 
 
-class GetSync(msgspec.Struct, frozen=True):
-    """Asked of a frame proxy by the bridge: its current ``wire.FrameSync`` as JSON bytes,
-    or None if it has nothing to send yet."""
-
-
-class FrameInbound(msgspec.Struct, frozen=True):
-    """Told to a frame proxy (status, heartbeat, availability) or to the OTA actor (``ota``):
-    what a frame published, already decoded and checked against its topic."""
-
-    payload: wire.FrameStatus | wire.Heartbeat | wire.OtaProgress | Availability
-
-
-class TelemetryInbound(msgspec.Struct, frozen=True, kw_only=True):
-    """Told to the telemetry actor once per inbound batch: the frames' telemetry and
-    heartbeats (whose fields are samples too), checked against their topics, in arrival
-    order; ``received_at`` is the hub's Unix time when the batch arrived."""
-
-    items: list[wire.Telemetry | wire.Heartbeat]
-    received_at: float
-
-
-class Availability(msgspec.Struct, frozen=True):
-    """``frames/<id>/availability``: the frame's own ``online`` or its last will."""
-
-    online: bool
-
-
-class GetMqttStats(msgspec.Struct, frozen=True):
+class GetMqttStats(Request["MqttStats"], frozen=True):
     """Answers ``MqttStats``."""
 
 
@@ -153,7 +133,7 @@ class MqttStats(msgspec.Struct, frozen=True, kw_only=True):
     actor to take it), ``inbox_full`` (more than ``MAX_INBOX`` waiting to be routed)."""
 
 
-class GetFrameEndpoint(msgspec.Struct, frozen=True):
+class GetFrameEndpoint(Request["FrameEndpoint"], frozen=True):
     """Where frames reach the broker; answers ``FrameEndpoint`` (given at pairing)."""
 
 
@@ -267,9 +247,9 @@ async def _publish(client: aiomqtt.Client, message: _Publish) -> None:
 class MqttBridge(Actor[BridgeMessage]):
     """``/infra/mqtt``: see the module's docstring.
 
-    ``broker`` is the managed broker's path (its address and the hub's credentials are asked
-    of it); None connects to ``settings``' external URL. ``telemetry`` and ``ota`` are the
-    paths of the actors that take frames' telemetry (and heartbeats) and OTA progress.
+    ``broker`` is the managed broker (its address and the hub's credentials are asked of
+    it); None connects to ``settings``' external URL. ``frames`` finds each frame's proxy;
+    ``telemetry`` and ``ota`` take frames' telemetry (and heartbeats) and OTA progress.
     """
 
     def __init__(
@@ -278,13 +258,15 @@ class MqttBridge(Actor[BridgeMessage]):
         journal: Journal,
         public_url: PublicUrl,
         *,
-        broker: str | None = None,
-        telemetry: str | None = None,
-        ota: str | None = None,
+        frames: FrameDirectory,
+        telemetry: ActorRef[TelemetryMessage] | None,
+        ota: ActorRef[OtaMessage] | None,
+        broker: ActorRef[BrokerMessage] | None = None,
     ) -> None:
         self._settings = settings
-        self._telemetry_path = telemetry
-        self._ota_path = ota
+        self._frames = frames
+        self._telemetry = telemetry
+        self._ota = ota
         self._inbox: deque[aiomqtt.Message] = _BoundedInbox(self._inbox_full)
         self._samples: list[wire.Telemetry | wire.Heartbeat] = []
         self._ota_progress: list[wire.OtaProgress] = []
@@ -297,7 +279,7 @@ class MqttBridge(Actor[BridgeMessage]):
         self._outbox: list[_Publish] = []
         self._syncs: set[str] = set()
         """Frames whose sync is in the current outbound batch (published once per batch)."""
-        self._proxies: dict[str, ActorRef[Any]] = {}
+        self._proxies: dict[str, ActorRef[ProxyMessage]] = {}
         self._heard: set[str] = set()
         """Frames heard live (a heartbeat not retained) on the current connection."""
         self._held: dict[str, dict[str, _Publish]] = {}
@@ -410,9 +392,7 @@ class MqttBridge(Actor[BridgeMessage]):
         if self._broker is None:
             settings = self._settings
             return settings.broker_host, settings.broker_port, settings.username, settings.password
-        address: BrokerAddress = await self.context.system.lookup(self._broker).ask(
-            GetBrokerAddress()
-        )
+        address = await self._broker.ask(GetBrokerAddress())
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
         return host, address.port, HUB_USERNAME, address.hub_password
 
@@ -492,13 +472,13 @@ class MqttBridge(Actor[BridgeMessage]):
             self._drop("malformed", topic)
             return
         if leaf == "telemetry":
-            if self._telemetry_path is None:
+            if self._telemetry is None:
                 self._drop("no_receiver", topic)
             else:
                 self._samples.append(decoded)
             return
         if leaf == "ota":
-            if self._ota_path is None:
+            if self._ota is None:
                 self._drop("no_receiver", topic)
             else:
                 self._ota_progress.append(decoded)
@@ -511,7 +491,7 @@ class MqttBridge(Actor[BridgeMessage]):
             self._heard.add(frame_id)
             if frame_id in self._held:
                 self.context.ref.nudge(_FrameHeard(frame_id))
-        if leaf == "heartbeat" and self._telemetry_path is not None:
+        if leaf == "heartbeat" and self._telemetry is not None:
             self._samples.append(decoded)
         try:
             proxy.tell_nowait(FrameInbound(decoded))
@@ -540,32 +520,28 @@ class MqttBridge(Actor[BridgeMessage]):
         took it (a cancelled ``tell`` queued nothing), so a stop loses none of them."""
         if self._samples:
             samples = self._samples
-            await self._tell(
-                self._telemetry_path, TelemetryInbound(items=samples, received_at=time.time())
-            )
+            if self._telemetry is not None:
+                batch = TelemetryInbound(items=samples, received_at=time.time())
+                await self._tell(self._telemetry, batch, "telemetry")
             self._samples = []
         while self._ota_progress:
-            await self._tell(self._ota_path, FrameInbound(self._ota_progress[0]))
+            if self._ota is not None:
+                await self._tell(self._ota, FrameProgress(self._ota_progress[0]), "ota")
             del self._ota_progress[0]
 
-    async def _tell(self, path: str | None, message: Any) -> None:
-        if path is None:
-            return
+    async def _tell(self, ref: ActorRef[M], message: M, what: str) -> None:
         try:
-            await self.context.system.lookup(path).tell(message)
+            await ref.tell(message)
         except (ActorNotFound, ActorStopped):
-            self._drop("no_receiver", path)
+            self._drop("no_receiver", what)
             return
         self._routed += 1
 
-    def _proxy(self, frame_id: str) -> ActorRef[Any] | None:
+    def _proxy(self, frame_id: str) -> ActorRef[ProxyMessage] | None:
         proxy = self._proxies.get(frame_id)
         if proxy is None or not proxy.alive:
-            if not _FRAME_ID.fullmatch(frame_id):
-                return None  # e.g. ``fleet``: another actor under /frames, not a frame
-            try:
-                proxy = self.context.system.lookup(f"{FRAMES_PATH}/{frame_id}")
-            except ActorNotFound:
+            proxy = self._frames.find(frame_id)
+            if proxy is None:
                 return None
             self._proxies[frame_id] = proxy
         return proxy
@@ -649,7 +625,7 @@ class MqttBridge(Actor[BridgeMessage]):
         if proxy is None:
             return  # deleted since; its retained sync is cleared on device.deleted
         try:
-            payload: bytes | None = await proxy.ask(GetSync(), timeout=SYNC_ASK_TIMEOUT_S)
+            payload = await proxy.ask(GetSync(), timeout=SYNC_ASK_TIMEOUT_S)
         except (AskTimeout, ActorStopped) as error:
             # The proxy compares the frame's reported sync version with its own and asks
             # again; a wedged proxy must not hold up every other frame's messages.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -23,8 +21,9 @@ import msgspec
 import trio
 
 import wire
+from actors.devices import FrameAccess, hash_password
 from config import MqttSettings
-from supervision import Actor, DomainError
+from supervision import Actor, DomainError, Request
 
 from ._client import MqttClient
 
@@ -52,8 +51,6 @@ RELOAD_RETRY_S = 0.5
 """A reload line not seen by then: the SIGHUP is sent again (see ``_Broker.reload``)."""
 STOP_TIMEOUT_S = 3.0
 """How long the broker may take to save its state and exit on SIGTERM before it is killed."""
-PBKDF2_ITERATIONS = 101
-"""mosquitto_passwd's default for the ``$7$`` (PBKDF2-SHA512) format."""
 INSTALL_HINT = "install it with `apt-get install mosquitto`"
 
 _NAME = re.compile(r"[A-Za-z0-9._\-]+")
@@ -64,7 +61,7 @@ _HASH = re.compile(r"\$7\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
 # -- messages ----------------------------------------------------------------------------------
 
 
-class GetBrokerAddress(msgspec.Struct, frozen=True):
+class GetBrokerAddress(Request["BrokerAddress"], frozen=True):
     """Ask for where the broker listens and the hub's own credentials."""
 
 
@@ -75,7 +72,7 @@ class BrokerAddress(msgspec.Struct, frozen=True, kw_only=True):
     hub_password: str
 
 
-class GetBrokerProcess(msgspec.Struct, frozen=True):
+class GetBrokerProcess(Request["BrokerProcess"], frozen=True):
     """Ask for the running broker process (introspection, health and tests)."""
 
 
@@ -86,20 +83,7 @@ class BrokerProcess(msgspec.Struct, frozen=True, kw_only=True):
     """How many frames currently have access."""
 
 
-class FrameAccess(msgspec.Struct, frozen=True, kw_only=True):
-    """One frame's MQTT user and the albums it may read.
-
-    ``password_hash`` is the ``$7$`` hash of its password (``hash_password``): the plain
-    password is shown once at pairing and never stored.
-    """
-
-    frame_id: str
-    username: str
-    password_hash: str
-    album_ids: list[str] = msgspec.field(default_factory=list)
-
-
-class SetFrameAccess(msgspec.Struct, frozen=True, kw_only=True):
+class SetFrameAccess(Request[None], frozen=True, kw_only=True):
     """Replace the whole list of frames allowed on the broker (reloaded, not restarted)."""
 
     frames: list[FrameAccess]
@@ -148,18 +132,6 @@ class BrokerAccess:
 
 
 # -- files -------------------------------------------------------------------------------------
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """mosquitto's ``$7$`` password hash: PBKDF2-HMAC-SHA512, 12-byte salt, 64-byte key.
-
-    The same string ``mosquitto_passwd`` writes (``$7$<iterations>$<b64 salt>$<b64 key>``);
-    computed here so that passwords never appear on a command line.
-    """
-    salt = secrets.token_bytes(12) if salt is None else salt
-    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS, 64)
-    encoded_salt = base64.b64encode(salt).decode()
-    return f"$7${PBKDF2_ITERATIONS}${encoded_salt}${base64.b64encode(key).decode()}"
 
 
 def validate_access(frames: list[FrameAccess] | tuple[FrameAccess, ...]) -> None:

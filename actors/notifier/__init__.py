@@ -19,12 +19,16 @@ from ._messages import (
     Severity,
     WebhookNotification,
 )
-from ._notifier import NOTIFIED_EVENTS, NOTIFIER_MIGRATIONS, NOTIFIER_PATH, Notifier
+from ._notifier import (
+    NOTIFIED_EVENTS,
+    NOTIFIER_MIGRATIONS,
+    Notifier,
+    NotifierMessage,
+)
 
 __all__ = [
     "NOTIFIED_EVENTS",
     "NOTIFIER_MIGRATIONS",
-    "NOTIFIER_PATH",
     "GetNotifierStats",
     "ListNotifications",
     "MarkAllNotificationsRead",
@@ -33,6 +37,7 @@ __all__ = [
     "NotificationFeed",
     "NotificationPage",
     "Notifier",
+    "NotifierMessage",
     "NotifierStats",
     "PruneNotifications",
     "Pruned",

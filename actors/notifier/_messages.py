@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from actors.paging import DEFAULT_PAGE
+from supervision import Request
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
@@ -53,7 +54,7 @@ class WebhookNotification(msgspec.Struct, frozen=True, kw_only=True):
 # -- messages ----------------------------------------------------------------------------------
 
 
-class ListNotifications(msgspec.Struct, frozen=True, kw_only=True):
+class ListNotifications(Request["NotificationPage"], frozen=True, kw_only=True):
     """``user_id``'s notifications, newest first (only unread ones with ``unread_only``);
     answers ``NotificationPage`` (``BadRequest`` for a bad limit or cursor)."""
 
@@ -68,7 +69,7 @@ class NotificationPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None = None
 
 
-class MarkNotificationRead(msgspec.Struct, frozen=True, kw_only=True):
+class MarkNotificationRead(Request["Notification"], frozen=True, kw_only=True):
     """Mark one of ``user_id``'s notifications read; answers the ``Notification`` (``NotFound``
     for an unknown id or someone else's). Reading it again keeps the first ``read_at``."""
 
@@ -76,13 +77,13 @@ class MarkNotificationRead(msgspec.Struct, frozen=True, kw_only=True):
     notification_id: str
 
 
-class MarkAllNotificationsRead(msgspec.Struct, frozen=True, kw_only=True):
+class MarkAllNotificationsRead(Request["int"], frozen=True, kw_only=True):
     """Mark every unread notification of ``user_id`` read; answers how many (an ``int``)."""
 
     user_id: str
 
 
-class PruneNotifications(msgspec.Struct, frozen=True, kw_only=True):
+class PruneNotifications(Request["Pruned"], frozen=True, kw_only=True):
     """Delete notifications older than the retention, and finished webhook deliveries as
     old; answers ``Pruned``. The notifier sends it to itself periodically."""
 
@@ -92,7 +93,7 @@ class Pruned(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: int
 
 
-class GetNotifierStats(msgspec.Struct, frozen=True, kw_only=True):
+class GetNotifierStats(Request["NotifierStats"], frozen=True, kw_only=True):
     """Answers ``NotifierStats``."""
 
 

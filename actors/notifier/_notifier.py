@@ -31,15 +31,15 @@ from typing import Any
 
 import msgspec
 
-from actors.accounts import ACCOUNTS_PATH, ListUsers, UserSummary
-from actors.devices import DEVICES_PATH, Device, GetDevice
+from actors.accounts import AccountsMessage, ListUsers
+from actors.devices import DeviceMessage, GetDevice
 from actors.errors import BadRequest, NotFound
 from actors.events import AlertRuleCreated, CampaignCreated, Event, new_id, rfc3339, utc_now
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.paging import check_limit
 from actors.store import Entry, Store, Transaction
 from config import NotifierSettings
-from supervision import Actor
+from supervision import Actor, ActorRef
 
 from ._feed import NotificationFeed
 from ._messages import (
@@ -59,8 +59,6 @@ from ._webhook import WebhookSender
 
 log = logging.getLogger("framehub.notifier")
 
-NOTIFIER_PATH = "/domain/notifier"
-"""Where the hub's tree puts the ``Notifier`` actor."""
 
 NOTIFIED_EVENTS = (
     "campaign.created",
@@ -157,7 +155,12 @@ class Notifier(Actor[NotifierMessage]):
         journal: Journal,
         settings: NotifierSettings,
         feed: NotificationFeed,
+        *,
+        accounts: ActorRef[AccountsMessage],
+        registry: ActorRef[DeviceMessage],
     ) -> None:
+        self._accounts = accounts
+        self._registry = registry
         self._store = store
         self._journal = journal
         self._settings = settings
@@ -435,9 +438,7 @@ class Notifier(Actor[NotifierMessage]):
 
     async def _admin_ids(self) -> list[str]:
         if self._admins is None:
-            users: list[UserSummary] = await self.context.lookup(ACCOUNTS_PATH).ask(
-                ListUsers(admins_only=True)
-            )
+            users = await self._accounts.ask(ListUsers(admins_only=True))
             self._admins = [user.user_id for user in users]
         return self._admins
 
@@ -448,9 +449,7 @@ class Notifier(Actor[NotifierMessage]):
         if name is not None:
             return name
         try:
-            device: Device = await self.context.lookup(DEVICES_PATH).ask(
-                GetDevice(device_id=device_id)
-            )
+            device = await self._registry.ask(GetDevice(device_id=device_id))
         except Exception as error:
             log.debug("no name for frame %s: %r", device_id, error)
             return ""

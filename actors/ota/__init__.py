@@ -16,6 +16,7 @@ from ._messages import (
     FirmwareFile,
     FirmwarePage,
     FirmwareStaging,
+    FrameProgress,
     GetCampaign,
     GetCampaignDevice,
     GetFirmware,
@@ -34,14 +35,13 @@ from ._messages import (
     StartCampaign,
     StoreFirmware,
 )
-from ._ota import OTA_PATH, SEMVER, OtaCampaigns, OtaMessage, check_version
+from ._ota import SEMVER, OtaCampaigns, OtaMessage, check_version
 from ._signing import SIGNING_KEY_FILE, SigningKey, SigningKeyError, load_signing_key
 from ._tables import OTA_MIGRATIONS
 
 __all__ = [
     "DEVICE_STATES",
     "OTA_MIGRATIONS",
-    "OTA_PATH",
     "SEMVER",
     "SIGNING_KEY_FILE",
     "CampaignAction",
@@ -58,6 +58,7 @@ __all__ = [
     "FirmwareFile",
     "FirmwarePage",
     "FirmwareStaging",
+    "FrameProgress",
     "GetCampaign",
     "GetCampaignDevice",
     "GetFirmware",

@@ -6,7 +6,9 @@ from typing import Literal
 
 import msgspec
 
+import wire
 from actors.paging import DEFAULT_PAGE
+from supervision import Request
 
 DeviceState = Literal[
     "queued",
@@ -45,12 +47,12 @@ CampaignState = Literal[
 # -- firmware ----------------------------------------------------------------------------------
 
 
-class GetPublicKey(msgspec.Struct, frozen=True):
+class GetPublicKey(Request["str"], frozen=True):
     """The hub's public signing key (base64 of the raw Ed25519 key), handed over at pairing;
     answers ``str``."""
 
 
-class GetFirmwareStaging(msgspec.Struct, frozen=True):
+class GetFirmwareStaging(Request["FirmwareStaging"], frozen=True):
     """Where an incoming firmware upload is staged and its size limit; answers
     ``FirmwareStaging``."""
 
@@ -61,7 +63,7 @@ class FirmwareStaging(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int
 
 
-class StoreFirmware(msgspec.Struct, frozen=True, kw_only=True):
+class StoreFirmware(Request["Firmware"], frozen=True, kw_only=True):
     """Keep a staged firmware image; answers ``Firmware`` and publishes ``firmware.uploaded``.
 
     The fields come from the upload form as sent: ``Invalid`` for a missing or malformed one
@@ -81,20 +83,20 @@ class StoreFirmware(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ListFirmware(msgspec.Struct, frozen=True, kw_only=True):
+class ListFirmware(Request["FirmwarePage"], frozen=True, kw_only=True):
     """Every firmware image, newest first; answers ``FirmwarePage``."""
 
     limit: int = DEFAULT_PAGE
     cursor: str | None = None
 
 
-class GetFirmware(msgspec.Struct, frozen=True, kw_only=True):
+class GetFirmware(Request["Firmware"], frozen=True, kw_only=True):
     """Answers ``Firmware`` (``NotFound`` if unknown)."""
 
     firmware_id: str
 
 
-class OpenFirmware(msgspec.Struct, frozen=True, kw_only=True):
+class OpenFirmware(Request["FirmwareFile"], frozen=True, kw_only=True):
     """The image's file, for a download; answers ``FirmwareFile`` (``NotFound`` if unknown)."""
 
     firmware_id: str
@@ -128,7 +130,7 @@ class FirmwareFile(msgspec.Struct, frozen=True, kw_only=True):
 # -- campaigns ---------------------------------------------------------------------------------
 
 
-class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
+class CreateCampaign(Request["CampaignView"], frozen=True, kw_only=True):
     """Plan a rollout of ``firmware_id``; answers ``CampaignView``, publishes
     ``campaign.created`` (and ``campaign.started`` with ``start``).
 
@@ -157,20 +159,20 @@ class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ListCampaigns(msgspec.Struct, frozen=True, kw_only=True):
+class ListCampaigns(Request["CampaignPage"], frozen=True, kw_only=True):
     """Every campaign, newest first; answers ``CampaignPage``."""
 
     limit: int = DEFAULT_PAGE
     cursor: str | None = None
 
 
-class GetCampaign(msgspec.Struct, frozen=True, kw_only=True):
+class GetCampaign(Request["CampaignView"], frozen=True, kw_only=True):
     """Answers ``CampaignView`` (``NotFound`` if unknown)."""
 
     campaign_id: str
 
 
-class GetCampaignDevice(msgspec.Struct, frozen=True, kw_only=True):
+class GetCampaignDevice(Request["CampaignDeviceHistory"], frozen=True, kw_only=True):
     """One frame's part in a campaign with its timestamped history; answers
     ``CampaignDeviceHistory`` (``NotFound`` if the campaign or the frame is not in it)."""
 
@@ -178,7 +180,7 @@ class GetCampaignDevice(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str
 
 
-class CampaignAction(msgspec.Struct, frozen=True, kw_only=True):
+class CampaignAction(Request["CampaignView"], frozen=True, kw_only=True):
     """An operator's change to a campaign; answers the ``CampaignView`` after it.
     ``Conflict`` when the campaign's state does not allow it (the message says which do)."""
 
@@ -217,7 +219,7 @@ class RetryFailed(CampaignAction, frozen=True, kw_only=True):
     campaign runs again if it was paused or completed."""
 
 
-class GetOtaStats(msgspec.Struct, frozen=True):
+class GetOtaStats(Request["OtaStats"], frozen=True):
     """Answers ``OtaStats``."""
 
 
@@ -326,3 +328,10 @@ __all__ = [
     "StartCampaign",
     "StoreFirmware",
 ]
+
+
+class FrameProgress(msgspec.Struct, frozen=True):
+    """Told by the MQTT bridge: an update's progress as a frame reported it
+    (``frames/<id>/ota``), already decoded and checked against its topic."""
+
+    progress: wire.OtaProgress

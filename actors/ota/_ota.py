@@ -70,11 +70,10 @@ import trio
 import wire
 from actors.blobs import BlobStore
 from actors.devices import (
-    DEVICES_PATH,
     MAX_TEXT_LENGTH,
     Device,
-    DevicePage,
-    ListDevices,
+    DeviceMessage,
+    ListAllDevices,
     version_key,
 )
 from actors.errors import Conflict, Invalid, NotFound, TooLarge
@@ -99,14 +98,21 @@ from actors.events import (
     new_id,
     utc_now,
 )
-from actors.frames import FRAMES_PATH, GetTwin, Twin
+from actors.frames import FrameDirectory, GetTwin
 from actors.http import PublicUrl
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.mqtt import FrameInbound
-from actors.paging import MAX_PAGE, page_of
+from actors.paging import page_of
 from actors.store import Entry, Store, StoreError, Transaction
 from config import OtaSettings
-from supervision import Actor, ActorNotFound, ActorStopped, AskTimeout, DomainError, Timer
+from supervision import (
+    Actor,
+    ActorNotFound,
+    ActorRef,
+    ActorStopped,
+    AskTimeout,
+    DomainError,
+    Timer,
+)
 
 from ._messages import (
     CampaignAction,
@@ -121,6 +127,7 @@ from ._messages import (
     FirmwareFile,
     FirmwarePage,
     FirmwareStaging,
+    FrameProgress,
     GetCampaign,
     GetCampaignDevice,
     GetFirmware,
@@ -145,8 +152,6 @@ from ._tables import INSERT_FIRMWARE, OTA_MIGRATIONS, Changes, firmware_row, loa
 
 log = logging.getLogger("framehub.ota")
 
-OTA_PATH = "/domain/ota"
-"""Where the hub's tree puts the ``OtaCampaigns`` actor."""
 
 STAGING_TTL_S = 3600.0
 """Staged firmware uploads older than this, left by a crash, are removed at start."""
@@ -183,7 +188,7 @@ class _Flush(msgspec.Struct, frozen=True):
 
 OtaMessage = (
     JournalNudge
-    | FrameInbound
+    | FrameProgress
     | GetPublicKey
     | GetFirmwareStaging
     | StoreFirmware
@@ -260,7 +265,12 @@ class OtaCampaigns(Actor[OtaMessage]):
         signing_key: SigningKey,
         settings: OtaSettings,
         public_url: PublicUrl,
+        *,
+        registry: ActorRef[DeviceMessage],
+        frames: FrameDirectory,
     ) -> None:
+        self._registry = registry
+        self._frames = frames
         self._store = store
         self._journal = journal
         self._blobs = firmware
@@ -354,7 +364,7 @@ class OtaCampaigns(Actor[OtaMessage]):
     async def receive(self, message: OtaMessage) -> Any:
         assert self._consumer is not None
         if self._pending is not None and (
-            not isinstance(message, FrameInbound) or not self._consumer.caught_up
+            not isinstance(message, FrameProgress) or not self._consumer.caught_up
         ):
             # Before anything else reads or writes: progress comes first, in order.
             await self._flush()
@@ -365,10 +375,8 @@ class OtaCampaigns(Actor[OtaMessage]):
         match message:
             case JournalNudge():
                 return None
-            case FrameInbound(payload=wire.OtaProgress() as progress):
+            case FrameProgress(progress=progress):
                 await self._progress(progress)
-            case FrameInbound():
-                return None
             case GetPublicKey():
                 return self._key.public_key
             case GetFirmwareStaging():
@@ -521,15 +529,7 @@ class OtaCampaigns(Actor[OtaMessage]):
 
     async def _devices(self) -> list[Device]:
         """Every paired frame, in pairing order (asked of the registry)."""
-        registry = self.context.system.lookup(DEVICES_PATH)
-        devices: list[Device] = []
-        cursor: str | None = None
-        while True:
-            page: DevicePage = await registry.ask(ListDevices(limit=MAX_PAGE, cursor=cursor))
-            devices.extend(page.items)
-            if page.next_cursor is None:
-                return devices
-            cursor = page.next_cursor
+        return await self._registry.ask(ListAllDevices())
 
     @staticmethod
     def _compatible(firmware: Firmware, devices: list[Device]) -> tuple[list[Device], str]:
@@ -966,17 +966,17 @@ class OtaCampaigns(Actor[OtaMessage]):
         registry recorded; None where neither knows. A twin too busy to answer in time
         makes the rest of this round rely on the registry, so a batch is never held up
         for long."""
-        system = self.context.system
         versions: dict[str, str | None] = {}
         patient = True
         for device_id in device_ids:
             versions[device_id] = None
             if not patient:
                 continue
+            proxy = self._frames.find(device_id)
+            if proxy is None:
+                continue
             try:
-                twin: Twin = await system.lookup(f"{FRAMES_PATH}/{device_id}").ask(
-                    GetTwin(), timeout=VERSION_ASK_S
-                )
+                twin = await proxy.ask(GetTwin(), timeout=VERSION_ASK_S)
             except AskTimeout:
                 patient = False
             except (ActorNotFound, ActorStopped, DomainError):

@@ -27,17 +27,20 @@ from ._messages import (
     ResolveAlert,
     SamplePoint,
     Severity,
+    TelemetryInbound,
     TelemetrySeries,
     TelemetryStats,
 )
-from ._telemetry import TELEMETRY_PATH, TelemetryMonitor
+from ._telemetry import (
+    TelemetryMessage,
+    TelemetryMonitor,
+)
 
 __all__ = [
     "DEFAULT_QUERY_LIMIT",
     "MAX_METRICS_PER_MESSAGE",
     "MAX_QUERY_LIMIT",
     "METRIC_NAME_PATTERN",
-    "TELEMETRY_PATH",
     "AcknowledgeAlert",
     "AlertPage",
     "AlertRulePage",
@@ -60,6 +63,8 @@ __all__ = [
     "ResolveAlert",
     "SamplePoint",
     "Severity",
+    "TelemetryInbound",
+    "TelemetryMessage",
     "TelemetryMonitor",
     "TelemetrySeries",
     "TelemetryStats",

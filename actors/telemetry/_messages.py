@@ -7,7 +7,9 @@ from typing import Literal
 
 import msgspec
 
+import wire
 from actors.paging import DEFAULT_PAGE
+from supervision import Request
 
 MetricKind = Literal["gauge", "counter"]
 Comparison = Literal[">", ">=", "<", "<="]
@@ -30,7 +32,7 @@ DEFAULT_QUERY_SPAN_S = 3600.0
 # -- requests ----------------------------------------------------------------------------------
 
 
-class DefineMetric(msgspec.Struct, frozen=True, kw_only=True):
+class DefineMetric(Request["MetricView"], frozen=True, kw_only=True):
     """Define (or redefine) a metric; answers ``MetricView`` and publishes ``metric.defined``
     unless nothing changed. ``retention_days`` None keeps raw samples for the configured
     ``raw_retention_days``. ``Invalid`` for a bad name, unit, kind or retention."""
@@ -43,14 +45,14 @@ class DefineMetric(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ListMetrics(msgspec.Struct, frozen=True, kw_only=True):
+class ListMetrics(Request["MetricPage"], frozen=True, kw_only=True):
     """The defined metrics, in the order they were first defined; answers ``MetricPage``."""
 
     limit: int = DEFAULT_PAGE
     cursor: str | None = None
 
 
-class CreateAlertRule(msgspec.Struct, frozen=True, kw_only=True):
+class CreateAlertRule(Request["AlertRuleView"], frozen=True, kw_only=True):
     """A rule: ``metric`` ``comparison`` ``threshold`` for ``for_seconds`` of sample time.
 
     Its scope is one frame (``device_id``), a model, or every frame (neither). It clears
@@ -72,14 +74,14 @@ class CreateAlertRule(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ListAlertRules(msgspec.Struct, frozen=True, kw_only=True):
+class ListAlertRules(Request["AlertRulePage"], frozen=True, kw_only=True):
     """Every rule (disabled ones too), oldest first; answers ``AlertRulePage``."""
 
     limit: int = DEFAULT_PAGE
     cursor: str | None = None
 
 
-class ListAlerts(msgspec.Struct, frozen=True, kw_only=True):
+class ListAlerts(Request["AlertPage"], frozen=True, kw_only=True):
     """Alerts, newest first, optionally of one ``state`` and one device; answers
     ``AlertPage``."""
 
@@ -89,7 +91,7 @@ class ListAlerts(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-class AcknowledgeAlert(msgspec.Struct, frozen=True, kw_only=True):
+class AcknowledgeAlert(Request["AlertView"], frozen=True, kw_only=True):
     """Someone is on it: an active alert becomes ``acknowledged`` (``alert.acknowledged``);
     an acknowledged one is answered as it is. Answers ``AlertView``; ``NotFound``, or
     ``Conflict`` if it is resolved."""
@@ -99,7 +101,7 @@ class AcknowledgeAlert(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class ResolveAlert(msgspec.Struct, frozen=True, kw_only=True):
+class ResolveAlert(Request["AlertView"], frozen=True, kw_only=True):
     """Resolve an open alert by hand: the alert and ``alert.resolved`` (with ``note``) commit
     together. Its rule starts counting ``for_seconds`` again from the next breaching sample.
     Answers ``AlertView``; ``NotFound``, or ``Conflict`` if it is already resolved."""
@@ -110,7 +112,7 @@ class ResolveAlert(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class QueryTelemetry(msgspec.Struct, frozen=True, kw_only=True):
+class QueryTelemetry(Request["TelemetrySeries"], frozen=True, kw_only=True):
     """A device's samples of ``metric`` between ``since`` and ``until`` (Unix times, both
     included; default: the last hour), raw or as 1-minute aggregates, oldest first, at most
     ``limit``. Answers ``TelemetrySeries``; ``NotFound`` for an unknown device."""
@@ -123,7 +125,7 @@ class QueryTelemetry(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = DEFAULT_QUERY_LIMIT
 
 
-class GetTelemetryStats(msgspec.Struct, frozen=True):
+class GetTelemetryStats(Request["TelemetryStats"], frozen=True):
     """Answers ``TelemetryStats``."""
 
 
@@ -235,3 +237,12 @@ class TelemetryStats(msgspec.Struct, frozen=True, kw_only=True):
     open_alerts: int
     last_flush_at: float | None
     """Unix time of the last committed flush."""
+
+
+class TelemetryInbound(msgspec.Struct, frozen=True, kw_only=True):
+    """Told by the MQTT bridge once per inbound batch: the frames' telemetry and heartbeats
+    (whose fields are samples too), checked against their topics, in arrival order;
+    ``received_at`` is the hub's Unix time when the batch arrived."""
+
+    items: list[wire.Telemetry | wire.Heartbeat]
+    received_at: float

@@ -70,7 +70,7 @@ import msgspec
 import trio
 
 import wire
-from actors.devices import DEVICES_PATH, DevicePage, ListDevices
+from actors.devices import DeviceMessage, ListAllDevices
 from actors.errors import BadRequest, Conflict, Invalid, NotFound
 from actors.events import (
     AlertAcknowledged,
@@ -88,11 +88,10 @@ from actors.events import (
     utc_now,
 )
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.mqtt import TelemetryInbound
-from actors.paging import MAX_PAGE, check_limit, page_of
+from actors.paging import check_limit, page_of
 from actors.store import Entry, Store, Transaction
 from config import TelemetrySettings
-from supervision import Actor, Timer
+from supervision import Actor, ActorRef, Timer
 
 from ._messages import (
     DEFAULT_QUERY_SPAN_S,
@@ -118,6 +117,7 @@ from ._messages import (
     QueryTelemetry,
     ResolveAlert,
     SamplePoint,
+    TelemetryInbound,
     TelemetrySeries,
     TelemetryStats,
 )
@@ -125,8 +125,6 @@ from ._messages import (
 log = logging.getLogger("framehub.telemetry")
 _encode = msgspec.json.Encoder().encode
 
-TELEMETRY_PATH = "/domain/telemetry"
-"""Where the hub's tree puts the ``TelemetryMonitor``."""
 
 FLUSH_SAMPLES = 2_000
 """Buffered samples that start a flush without waiting for ``flush_interval_s``."""
@@ -397,7 +395,15 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
     publishes ``telemetry.data.received``, ``metric.defined``, ``alert.rule.created``,
     ``alert.triggered``, ``alert.acknowledged`` and ``alert.resolved``."""
 
-    def __init__(self, store: Store, journal: Journal, settings: TelemetrySettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        settings: TelemetrySettings,
+        *,
+        registry: ActorRef[DeviceMessage],
+    ) -> None:
+        self._registry = registry
         self._store = store
         self._journal = journal
         self._settings = settings
@@ -488,15 +494,8 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
             self.context,
             self._on_event,
         )
-        registry = self.context.system.lookup(DEVICES_PATH)
-        cursor: str | None = None
-        while True:
-            page: DevicePage = await registry.ask(ListDevices(limit=MAX_PAGE, cursor=cursor))
-            for device in page.items:
-                self._devices[device.device_id] = device.model
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        for device in await self._registry.ask(ListAllDevices()):
+            self._devices[device.device_id] = device.model
         self.context.send_after(0.0, _Prune())
         self.context.send_every(PRUNE_EVERY_S, _Prune())
 

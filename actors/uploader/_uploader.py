@@ -43,7 +43,7 @@ from actors.events import (
     utc_now,
 )
 from actors.store import Store, StoreError, Transaction
-from supervision import Actor, DeferredReply
+from supervision import Actor, DeferredReply, Request
 
 from ._names import check_metadata, clean_file_name
 
@@ -93,7 +93,7 @@ them."""
 # -- messages ----------------------------------------------------------------------------------
 
 
-class StorePhoto(msgspec.Struct, frozen=True, kw_only=True):
+class StorePhoto(Request["StoredPhoto"], frozen=True, kw_only=True):
     """Keep the file at ``staged_path`` (in ``BlobStore.staging``) as ``user_id``'s photo.
 
     The staged file is always consumed: moved into the blob store, or removed.
@@ -106,12 +106,12 @@ class StorePhoto(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
 
 
-class GetFile(msgspec.Struct, frozen=True, kw_only=True):
+class GetFile(Request["FileRecord"], frozen=True, kw_only=True):
     user_id: str
     file_id: str
 
 
-class ListFiles(msgspec.Struct, frozen=True, kw_only=True):
+class ListFiles(Request["FilePage"], frozen=True, kw_only=True):
     """``user_id``'s photos, newest first; ``cursor`` is a previous page's ``next_cursor``."""
 
     user_id: str
@@ -119,18 +119,18 @@ class ListFiles(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-class OpenOriginal(msgspec.Struct, frozen=True, kw_only=True):
+class OpenOriginal(Request["OriginalBlob"], frozen=True, kw_only=True):
     user_id: str
     file_id: str
 
 
-class DeletePhoto(msgspec.Struct, frozen=True, kw_only=True):
+class DeletePhoto(Request[None], frozen=True, kw_only=True):
     user_id: str
     file_id: str
     correlation_id: str | None = None
 
 
-class AnalysisFinished(msgspec.Struct, frozen=True, kw_only=True):
+class AnalysisFinished(Request[None], frozen=True, kw_only=True):
     """From an analysis job to its uploader: the result, or why there is none."""
 
     file_id: str
@@ -140,11 +140,11 @@ class AnalysisFinished(msgspec.Struct, frozen=True, kw_only=True):
     """Announcements the full disk refused so far."""
 
 
-class PendingAnalyses(msgspec.Struct, frozen=True):
+class PendingAnalyses(Request["int"], frozen=True):
     """How many photos are still being analysed; answers an ``int``."""
 
 
-class AwaitAnalyses(msgspec.Struct, frozen=True):
+class AwaitAnalyses(Request[None], frozen=True):
     """Answers ``None`` once no analysis is in progress (at once if none is)."""
 
 
@@ -248,7 +248,7 @@ class Uploader(Actor[UploaderMessage]):
         self._limiter = limiter
         self._next_seq = 1
         self._analysing: set[str] = set()
-        self._settled: list[DeferredReply] = []
+        self._settled: list[DeferredReply[None]] = []
 
     async def on_start(self) -> None:
         await self._store.migrate("uploader", MIGRATIONS)
@@ -294,7 +294,7 @@ class Uploader(Actor[UploaderMessage]):
                 return len(self._analysing)
             case AwaitAnalyses():
                 if self._analysing:
-                    self._settled.append(self.context.defer_reply())
+                    self._settled.append(self.context.defer_reply(message))
                 return None
 
     # -- storing -------------------------------------------------------------------------

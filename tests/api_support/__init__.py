@@ -23,8 +23,8 @@ import httpx
 import msgspec
 import trio
 
-from actors import DATABASE_NAME, serve
-from actors.accounts import ACCOUNTS_PATH, CreateUser, NewUser
+from actors import DATABASE_NAME, HubRefs, RunningHub, serve
+from actors.accounts import CreateUser
 from actors.album import ListAlbums
 from actors.events import AnyEvent
 from actors.http import GetHttpAddress, HttpAddress
@@ -39,9 +39,6 @@ _decode_event = msgspec.json.Decoder(AnyEvent).decode
 
 UPLOAD = "/api/v1/storage/photos/upload"
 DEVICES = "/api/v1/devices"
-UPLOADER = "/domain/uploader"
-MEDIA = "/domain/media"
-ALBUM = "/domain/album"
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,7 @@ class Hub:
     address: HttpAddress
     client: httpx.AsyncClient
     store: Store
+    refs: HubRefs
     _names: int = field(default=0)
 
     async def until(self, check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
@@ -101,9 +99,7 @@ class Hub:
         if name is None:
             self._names += 1
             name = f"member{self._names}"
-        made: NewUser = await self.system.lookup(ACCOUNTS_PATH).ask(
-            CreateUser(name=name, admin=admin)
-        )
+        made = await self.refs.accounts.ask(CreateUser(name=name, admin=admin))
         return User(made.user_id, made.name, made.token)
 
     async def pair_frame(
@@ -179,12 +175,12 @@ class Hub:
         """
         while True:
             try:
-                await self.system.lookup(UPLOADER).ask(AwaitAnalyses(), timeout=60)
+                await self.refs.uploader.ask(AwaitAnalyses(), timeout=60)
                 break
             except ActorCrashed:
                 continue  # a crash test: the next incarnation takes the analyses up again
-        await self.system.lookup(MEDIA).ask(ListPhotos(user_id="", base_url=""))
-        await self.system.lookup(ALBUM).ask(ListAlbums(user_id=""))
+        await self.refs.media.ask(ListPhotos(user_id="", base_url=""))
+        await self.refs.album.ask(ListAlbums(user_id=""))
 
     def blob_files(self) -> set[Path]:
         """Every blob file (originals and versions), staging excluded."""
@@ -229,15 +225,13 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
         **{f"FRAMEHUB_{key}": value for key, value in settings.items()},
     }
     hub_settings = load_settings(environ=environ)
-    systems: list[ActorSystem] = []
-    stores: list[Store] = []
+    hubs: list[RunningHub] = []
     ready = trio.Event()
     serving = False
 
-    async def on_ready(system: ActorSystem, store: Store) -> None:
+    async def on_ready(hub: RunningHub) -> None:
         nonlocal serving
-        systems.append(system)
-        stores.append(store)
+        hubs.append(hub)
         serving = True
         ready.set()
 
@@ -252,15 +246,15 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
         nursery.start_soon(run)
         with trio.fail_after(30):
             await ready.wait()
-        system = systems[0]
-        address: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
+        running = hubs[0]
+        address = await running.refs.http.ask(GetHttpAddress())
         ports = json.loads((data_dir / "ports.json").read_text())
         assert ports["http"] == address.port, (ports, address)
         try:
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{address.port}", timeout=60.0
             ) as client:
-                yield Hub(system, data_dir, address, client, stores[0])
+                yield Hub(running.system, data_dir, address, client, running.store, running.refs)
         except BaseException:
             # The test failed: stop at once. (No SIGTERM here: a signal that serve's receiver
             # has not consumed when it closes is re-raised by Trio, killing the test run.)

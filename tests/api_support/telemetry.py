@@ -11,7 +11,7 @@ import msgspec
 
 from actors.events import rfc3339
 from actors.mqtt import BrokerAddress, GetBrokerAddress
-from actors.telemetry import TELEMETRY_PATH, GetTelemetryStats, TelemetryStats
+from actors.telemetry import GetTelemetryStats, TelemetryStats
 from tests.api_support import Frame, Hub
 from tests.mqtt_support import Client, connect
 
@@ -62,7 +62,7 @@ async def send(client: Client, frame: Frame, at: float | str, **metrics: Any) ->
 
 
 async def stats(hub: Hub) -> TelemetryStats:
-    reply: TelemetryStats = await hub.system.lookup(TELEMETRY_PATH).ask(GetTelemetryStats())
+    reply: TelemetryStats = await hub.refs.telemetry.ask(GetTelemetryStats())
     return reply
 
 

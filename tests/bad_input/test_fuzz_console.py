@@ -26,7 +26,7 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection
 
-from actors.console import CONSOLE_PATH, ConsoleStats
+from actors.console import ConsoleStats
 from tests.api_support import Hub, User, running_hub
 from tests.bad_input_support.console_cases import (
     breaking_frames,
@@ -70,7 +70,7 @@ async def still_serving(hub: Hub, witness: WebSocketConnection, admin: User, ste
     assert (await hub.client.get("/readyz")).status_code == 200, step
     photos = await hub.client.get("/api/v1/photos", headers=admin.auth)
     assert photos.status_code == 200, (step, photos.text)
-    for path in (CONSOLE_PATH, "/infra/journal", "/infra"):
+    for path in ("/edge/console", "/infra/journal", "/infra"):
         snapshot = hub.system.snapshot(path)
         assert (snapshot.state, snapshot.restarts) == ("running", 0), (step, snapshot)
 

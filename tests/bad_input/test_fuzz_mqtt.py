@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from actors.mqtt import MQTT_PATH, GetMqttStats, MqttStats
+from actors.mqtt import GetMqttStats, MqttStats
 from actors.telemetry import METRIC_NAME_PATTERN, TelemetryStats
 from tests.api_support import Frame, Hub, User, running_hub
 from tests.api_support.telemetry import as_frame, as_hub, stats, telemetry
@@ -48,7 +48,7 @@ SETTINGS = {"TELEMETRY__FLUSH_INTERVAL_S": "0.05", "HTTP__RATE_LIMIT_PER_MINUTE"
 
 
 async def bridge(hub: Hub) -> MqttStats:
-    reply: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+    reply: MqttStats = await hub.refs.mqtt.ask(GetMqttStats())
     return reply
 
 
@@ -146,7 +146,7 @@ async def test_hostile_messages_on_every_inbound_topic_are_dropped_and_counted(
         assert dropped.get("no_receiver", 0) == dropped.get("inbox_full", 0) == 0, dropped
         assert dropped.get("proxy_busy", 0) <= to_proxy, dropped
         assert after.connected and after.connects == before.connects == 1, after
-        for path in (MQTT_PATH, f"/frames/{own}", "/frames/fleet", "/domain/telemetry"):
+        for path in ("/infra/mqtt", f"/frames/{own}", "/frames/fleet", "/domain/telemetry"):
             snapshot = hub.system.snapshot(path)
             assert (snapshot.state, snapshot.restarts) == ("running", 0), (path, snapshot)
         assert hub.system.snapshot("/domain/ota").restarts == 0

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import actors
-from actors.frames import FRAMES_PATH, FrameProxy
-from actors.mqtt import MQTT_PATH
+from actors.frames import FrameProxy
 from supervision import Actor, ActorSnapshot, ActorSystem, FaultAction, FaultRule
 
 DOMAIN = "/domain"
-FRAME_PROXIES = f"{FRAMES_PATH}/" + "[0-9a-f]" * 32
+FRAME_PROXIES = "/frames/" + "[0-9a-f]" * 32
 """Every frame proxy's path (frame ids are 32 hex digits; ``/frames/fleet`` is not one)."""
 NTH_AT_MOST = 3
 """A pair's fault fires on one of its first few messages (those the fault-free run saw)."""
@@ -102,9 +101,9 @@ def fault_targets(system: ActorSystem) -> list[Target]:
     actors_at: list[tuple[str, str]] = [
         (child.path, child.actor_class) for child in _find(root, DOMAIN).children
     ]
-    actors_at.append((f"{FRAMES_PATH}/fleet", _find(root, f"{FRAMES_PATH}/fleet").actor_class))
+    actors_at.append(("/frames/fleet", _find(root, "/frames/fleet").actor_class))
     actors_at.append((FRAME_PROXIES, FrameProxy.__name__))
-    actors_at.append((MQTT_PATH, _find(root, MQTT_PATH).actor_class))
+    actors_at.append(("/infra/mqtt", _find(root).actor_class))
     targets = [
         Target(path, message_type, name)
         for path, name in actors_at

@@ -23,7 +23,6 @@ import trio.testing
 
 import wire
 from actors.frames import GetTwin
-from actors.ota import OTA_PATH
 from supervision import (
     Actor,
     ActorCrashed,
@@ -227,7 +226,10 @@ async def test_an_ota_report_lost_in_a_crash_is_asked_for_again(tmp_path: Path) 
             first = await frame.command()
             hub.system.faults.install(
                 FaultRule(
-                    action=FaultAction.CRASH, path=OTA_PATH, message_type="FrameInbound", nth=1
+                    action=FaultAction.CRASH,
+                    path="/domain/ota",
+                    message_type="FrameProgress",
+                    nth=1,
                 )
             )
             await frame.report(first, "completed")  # lost: the actor crashes on it

@@ -11,11 +11,18 @@ from typing import Any
 import httpx
 
 from actors import DATABASE_NAME
-from actors.accounts import ACCOUNTS_PATH, Accounts, CreateUser, NewUser
+from actors.accounts import Accounts, AccountsMessage, CreateUser, NewUser
 from actors.http import ApiRoute, GetHttpAddress, HttpAddress, HttpGateway
 from actors.store import Store
 from config import HttpSettings
-from supervision import ActorSystem, ChildSpec, open_asyncio_bridge, open_system, supervisor
+from supervision import (
+    ActorRef,
+    ActorSystem,
+    ChildSpec,
+    open_asyncio_bridge,
+    open_system,
+    supervisor,
+)
 
 LOOPBACK = HttpSettings(host="127.0.0.1", port=0)
 
@@ -27,12 +34,10 @@ class Hub:
     address: HttpAddress
     client: httpx.AsyncClient
     staging_dir: Path
+    accounts: ActorRef[AccountsMessage]
 
     async def new_user(self, name: str, *, admin: bool = False) -> NewUser:
-        user: NewUser = await self.system.lookup(ACCOUNTS_PATH).ask(
-            CreateUser(name=name, admin=admin)
-        )
-        return user
+        return await self.accounts.ask(CreateUser(name=name, admin=admin))
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -50,6 +55,7 @@ async def running_hub(
 ) -> AsyncIterator[Hub]:
     """Accounts under ``/domain`` (plus ``domain``), the gateway at ``/edge/http``."""
     staging_dir = data_dir / "staging"
+    accounts: ActorRef[AccountsMessage] = ActorRef.declare("accounts")
     async with (
         open_asyncio_bridge() as bridge,
         Store.open(data_dir / DATABASE_NAME, bridge) as store,
@@ -57,7 +63,10 @@ async def running_hub(
         tree = supervisor(
             "root",
             [
-                supervisor("domain", [ChildSpec("accounts", lambda: Accounts(store)), *domain]),
+                supervisor(
+                    "domain",
+                    [ChildSpec("accounts", lambda: Accounts(store), ref=accounts), *domain],
+                ),
                 supervisor(
                     "edge",
                     [
@@ -67,6 +76,7 @@ async def running_hub(
                                 http,
                                 store=store,
                                 staging_dir=staging_dir,
+                                accounts=accounts,
                                 routes=routes,
                                 failed_auth_per_minute=failed_auth_per_minute,
                             ),
@@ -79,4 +89,4 @@ async def running_hub(
             address: HttpAddress = await system.lookup("/edge/http").ask(GetHttpAddress())
             direct = f"http://{address.host}:{address.port}"
             async with httpx.AsyncClient(base_url=direct, timeout=30.0) as client:
-                yield Hub(system, store, address, client, staging_dir)
+                yield Hub(system, store, address, client, staging_dir, accounts)

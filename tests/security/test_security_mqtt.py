@@ -21,8 +21,8 @@ import pytest
 import trio
 
 import wire
-from actors.mqtt import MQTT_PATH, GetMqttStats, MqttStats
-from actors.telemetry import TELEMETRY_PATH, GetTelemetryStats, TelemetryStats
+from actors.mqtt import GetMqttStats, MqttStats
+from actors.telemetry import GetTelemetryStats, TelemetryStats
 from tests.api_support import DEVICES, Frame, Hub, User, running_hub
 from tests.api_support.photos import jpeg
 from tests.api_support.replies import body_of, problem
@@ -50,12 +50,12 @@ async def command(hub: Hub, admin: User, frame: Frame) -> str:
 
 
 async def telemetry_stats(hub: Hub) -> TelemetryStats:
-    stats: TelemetryStats = await hub.system.lookup(TELEMETRY_PATH).ask(GetTelemetryStats())
+    stats: TelemetryStats = await hub.refs.telemetry.ask(GetTelemetryStats())
     return stats
 
 
 async def mqtt_stats(hub: Hub) -> MqttStats:
-    stats: MqttStats = await hub.system.lookup(MQTT_PATH).ask(GetMqttStats())
+    stats: MqttStats = await hub.refs.mqtt.ask(GetMqttStats())
     return stats
 
 

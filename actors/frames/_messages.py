@@ -1,0 +1,26 @@
+"""What the MQTT bridge hands a frame's proxy: what the frame published, and asks for its sync."""
+
+from __future__ import annotations
+
+import msgspec
+
+import wire
+from supervision import Request
+
+
+class Availability(msgspec.Struct, frozen=True):
+    """``frames/<id>/availability``: the frame's own ``online`` or its last will."""
+
+    online: bool
+
+
+class FrameInbound(msgspec.Struct, frozen=True):
+    """Told to a frame's proxy: what the frame published (status, heartbeat, availability),
+    already decoded and checked against its topic."""
+
+    payload: wire.FrameStatus | wire.Heartbeat | Availability
+
+
+class GetSync(Request[bytes | None], frozen=True):
+    """The proxy's current ``wire.FrameSync`` as JSON bytes, or None if it has nothing to
+    send yet (asked by the bridge when it publishes the frame's sync)."""
