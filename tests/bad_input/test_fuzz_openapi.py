@@ -122,7 +122,7 @@ VALUES: dict[str, tuple[str, ...]] = {
 """Values the domain accepts for fields the schema only calls strings (a firmware version
 must be semantic, a command one of the frame's): with them requests reach the success path."""
 
-PROBES = ("GET /healthz", "GET /readyz", "GET /openapi.json")
+PROBES = ("GET /healthz", "GET /readyz", "GET /openapi.json", "GET /asyncapi.json")
 """The gateway's own routes (declared inside it)."""
 OPERATIONS = [
     *PROBES,
