@@ -64,6 +64,8 @@ _RETAINED_CLEARED = (
 
 
 def _topics() -> tuple[_Topic, ...]:
+    """Every topic, in the document's order (made on call: ``wire`` imports this module
+    before its payload types exist)."""
     return (
         _Topic(
             channel="frameStatus",
