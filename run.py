@@ -235,6 +235,25 @@ def cmd_mqtt_acl(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contracts(args: argparse.Namespace) -> int:
+    """Write the generated contracts under ``docs/`` (``--check``: only say if they are stale)."""
+    from pathlib import Path
+
+    import wire
+
+    path = Path(__file__).resolve().parent / "docs" / "asyncapi.json"
+    text = wire.asyncapi_json()
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return 0
+    if args.check:
+        print(f"framehub: {path} is stale; run `python run.py contracts`", file=sys.stderr)
+        return 1
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_frame(args: argparse.Namespace) -> int:
     """Run one frame (the ``frame_device`` program) until SIGINT/SIGTERM."""
     from pathlib import Path
@@ -373,6 +392,11 @@ def parser() -> argparse.ArgumentParser:
         "mqtt-acl", help="print the password file and ACL an external MQTT broker needs"
     )
     acl.set_defaults(handler=cmd_mqtt_acl)
+    contracts = commands.add_parser(
+        "contracts", help="write the generated contracts (docs/asyncapi.json)"
+    )
+    contracts.add_argument("--check", action="store_true", help="exit 1 if they are stale")
+    contracts.set_defaults(handler=cmd_contracts)
     users = commands.add_parser("users", help="manage users")
     user_actions = users.add_subparsers(dest="action", required=True)
     add_user = user_actions.add_parser("add", help="create a user and print its API token")

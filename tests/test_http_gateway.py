@@ -493,7 +493,7 @@ async def test_the_openapi_document_describes_every_route(tmp_path: Path) -> Non
     for ref in _refs(document):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas
     declared = {("get", "/healthz"), ("get", "/readyz"), ("get", "/openapi.json")}
-    declared |= {("get", "/api/v1/me"), ("post", "/api/v1/users")}
+    declared |= {("get", "/asyncapi.json"), ("get", "/api/v1/me"), ("post", "/api/v1/users")}
     declared |= {(route.method.lower(), route.path) for route in routes}
     described = {(method, path) for path, item in document["paths"].items() for method in item}
     assert described == declared

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ._asyncapi import asyncapi_document, asyncapi_json
+
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Largest payload of a frame's own messages (and of album and command messages); anything
 bigger is dropped unread."""
@@ -354,6 +356,8 @@ __all__ = [
     "SyncPhoto",
     "Telemetry",
     "album_topic",
+    "asyncapi_document",
+    "asyncapi_json",
     "frame_topic",
     "signed_command_bytes",
     "split_album_topic",

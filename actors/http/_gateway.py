@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+import wire
 from actors.accounts import AccountsMessage
 from actors.store import Store
 from config import HttpSettings
@@ -171,6 +172,7 @@ class HttpGateway(Actor[GatewayMessage]):
         self._served: list[ApiRoute] = []
         self._table: list[ServedRoute] = []
         self._openapi: bytes | None = None
+        self._asyncapi: bytes | None = None
 
     async def on_start(self) -> None:
         self._staging_dir.mkdir(parents=True, exist_ok=True)
@@ -294,6 +296,11 @@ class HttpGateway(Actor[GatewayMessage]):
                 self._openapi = msgspec.json.encode(document)
             return Response(self._openapi, media_type="application/json")
 
+        async def asyncapi(context: RequestContext[object], _: None) -> Response:
+            if self._asyncapi is None:
+                self._asyncapi = msgspec.json.encode(wire.asyncapi_document())
+            return Response(self._asyncapi, media_type="application/json")
+
         return [
             api_route(
                 "GET",
@@ -322,6 +329,15 @@ class HttpGateway(Actor[GatewayMessage]):
                 response=dict[str, Any],
                 auth="user_or_frame",
                 summary="this API's OpenAPI 3.1 description (any valid token)",
+                tags=("probes",),
+            ),
+            api_route(
+                "GET",
+                "/asyncapi.json",
+                asyncapi,
+                response=dict[str, Any],
+                auth="user_or_frame",
+                summary="the frames' MQTT topics as an AsyncAPI 3.0 description (any valid token)",
                 tags=("probes",),
             ),
         ]

@@ -125,6 +125,7 @@ PROBES = (
     "GET /healthz",
     "GET /readyz",
     "GET /openapi.json",
+    "GET /asyncapi.json",
     "GET /api/v1/me",
     "POST /api/v1/users",
 )

@@ -31,6 +31,8 @@ EXEMPT: dict[tuple[str, str], str] = {
 }
 """The routes served without a token, and why each may be."""
 
+GET_ASYNCAPI = ("GET", "/asyncapi.json")
+
 OTHER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 WRONG_KIND = {"user": ("frame",), "admin": ("frame", "member"), "frame": ("member", "admin")}
 """Which valid tokens each kind of route must refuse with 403."""
@@ -114,12 +116,17 @@ async def test_every_route_but_the_exempt_ones_refuses_without_a_valid_token_of_
             )
         assert checked == len(routes) - len(EXEMPT) and checked >= 50
 
-        # The API description needs any valid token; the counters an admin's. Neither, nor
-        # any other answer, grants another site's page access (CORS is off).
+        # The API and MQTT descriptions need any valid token; the counters an admin's. None,
+        # nor any other answer, grants another site's page access (CORS is off).
+        assert (GET_ASYNCAPI, "user_or_frame") in {((r.method, r.path), r.auth) for r in routes}
+        refused(await hub.client.get("/asyncapi.json", headers=ORIGIN), 401)
         for caller in (who.member, who.frame, who.admin):
             described = await hub.client.get("/openapi.json", headers={**ORIGIN, **caller.auth})
             assert described.status_code == 200 and described.json()["openapi"]
             assert no_cors(described)
+            topics = await hub.client.get("/asyncapi.json", headers={**ORIGIN, **caller.auth})
+            assert topics.status_code == 200 and topics.json()["asyncapi"] == "3.0.0"
+            assert no_cors(topics)
         refused(await hub.client.get("/metrics", headers=who.member.auth), 403)
         metrics = await hub.client.get("/metrics", headers={**ORIGIN, **who.admin.auth})
         assert metrics.status_code == 200 and "framehub_mqtt_connected" in metrics.text
