@@ -9,12 +9,14 @@ from typing import Any
 
 import msgspec
 
-from actors.events import rfc3339
+from actors.events import AnyEvent, Event, rfc3339
 from actors.store import Entry, Store, Transaction
 from supervision import Actor, ActorContext, DomainError, Request
 
 from ._bus import Bus
 from ._consumer import Consumer, Handler, JournalNudge, Settle
+
+_decode_event = msgspec.json.Decoder(AnyEvent).decode
 
 log = logging.getLogger("framehub.journal")
 audit_log = logging.getLogger("framehub.audit")
@@ -130,6 +132,15 @@ class Journal:
             "SELECT DISTINCT subscriber FROM journal_dead_letters WHERE replay_requested = 1"
         )
         return [str(row[0]) for row in rows]
+
+    async def published_since(self, name: str, since: float) -> list[Event]:
+        """The events called ``name`` published after the Unix time ``since``, oldest first
+        (for a subscriber that must act on recent ones again, e.g. after a reconnect)."""
+        rows = await self.store.fetch_all(
+            "SELECT payload FROM events WHERE name = ? AND published_at > ? ORDER BY seq",
+            (name, since),
+        )
+        return [_decode_event(payload) for (payload,) in rows]
 
     async def prune(self, older_than_s: float) -> int:
         """Delete events every subscriber has handled and that are older than the limit.

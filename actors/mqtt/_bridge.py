@@ -223,9 +223,6 @@ class _BoundedInbox(deque[aiomqtt.Message]):
         super().append(message)
 
 
-_decode_command_issued = msgspec.json.Decoder(FrameCommandIssued).decode
-
-
 def _command_publish(event: FrameCommandIssued) -> _Publish:
     """``frames/<id>/command`` (QoS 2) for the event."""
     command = wire.FrameCommand(
@@ -644,13 +641,9 @@ class MqttBridge(Actor[BridgeMessage]):
     async def _hold_recent_commands(self) -> None:
         """Keep the commands of the last ``REPLAY_COMMANDS_S`` for their frames (see the
         module's docstring); those already heard on this connection get them at once."""
-        rows = await self._journal.store.fetch_all(
-            "SELECT payload FROM events WHERE name = 'frame.command_issued' "
-            "AND published_at > ? ORDER BY seq",
-            (time.time() - REPLAY_COMMANDS_S,),
-        )
-        for (payload,) in rows:
-            event = _decode_command_issued(payload)
+        since = time.time() - REPLAY_COMMANDS_S
+        for event in await self._journal.published_since("frame.command_issued", since):
+            assert isinstance(event, FrameCommandIssued)
             if self._proxy(event.frame_id) is not None:  # not deleted meanwhile
                 self._hold(event.frame_id, event.command_id, _command_publish(event))
         for frame_id in self._heard & self._held.keys():
