@@ -1,5 +1,6 @@
 """OTA (seed ota_service): firmware images and update campaigns, ``/domain/ota``."""
 
+from ._checks import SEMVER, check_version
 from ._messages import (
     DEVICE_STATES,
     CampaignAction,
@@ -35,7 +36,7 @@ from ._messages import (
     StartCampaign,
     StoreFirmware,
 )
-from ._ota import SEMVER, OtaCampaigns, OtaMessage, check_version
+from ._ota import OtaCampaigns, OtaMessage
 from ._signing import SIGNING_KEY_FILE, SigningKey, SigningKeyError, load_signing_key
 from ._tables import OTA_MIGRATIONS
 

@@ -32,18 +32,6 @@ FAILURES: frozenset[DeviceState] = frozenset({"failed", "rolled_back"})
 UPDATING: frozenset[DeviceState] = frozenset(
     {"notified", "downloading", "downloaded", "installing"}
 )
-RANK: dict[DeviceState, int] = {
-    "queued": 0,
-    "notified": 1,
-    "downloading": 2,
-    "downloaded": 3,
-    "installing": 4,
-    "completed": 5,
-    "failed": 5,
-    "rolled_back": 5,
-}
-"""How far an update got: a report never moves a frame back (or sideways between ends)."""
-
 Step = Literal["release", "complete", "stall", "wait"]
 
 

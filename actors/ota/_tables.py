@@ -13,7 +13,7 @@ from typing import Any
 from actors.events import Event
 from actors.store import Store, Transaction
 
-from ._messages import Firmware
+from ._messages import Firmware, HistoryEntry
 from ._rollout import Campaign, Target
 
 OTA_MIGRATIONS = (
@@ -320,3 +320,16 @@ async def load(store: Store) -> Loaded:
         for device_id, online in await store.fetch_all("SELECT device_id, online FROM ota_presence")
     }
     return Loaded(firmware, list(campaigns.values()), presence)
+
+
+async def history(store: Store, campaign_id: str, device_id: str) -> list[HistoryEntry]:
+    """Every state the frame entered in the campaign, oldest first."""
+    rows = await store.fetch_all(
+        "SELECT at, state, progress, error, command_id FROM campaign_history "
+        "WHERE campaign_id = ? AND device_id = ? ORDER BY id",
+        (campaign_id, device_id),
+    )
+    return [
+        HistoryEntry(at=at, state=state, progress=progress, error=error, command_id=command_id)
+        for at, state, progress, error, command_id in rows
+    ]

@@ -103,7 +103,7 @@ def fault_targets(system: ActorSystem) -> list[Target]:
     ]
     actors_at.append(("/frames/fleet", _find(root, "/frames/fleet").actor_class))
     actors_at.append((FRAME_PROXIES, FrameProxy.__name__))
-    actors_at.append(("/infra/mqtt", _find(root).actor_class))
+    actors_at.append(("/infra/mqtt", _find(root, "/infra/mqtt").actor_class))
     targets = [
         Target(path, message_type, name)
         for path, name in actors_at
