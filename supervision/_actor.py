@@ -110,11 +110,17 @@ class ActorRef(Generic[M]):
         Raises ``ActorStopped`` if the actor has stopped for good. It is a checkpoint only
         when it has to wait for space.
         """
-        await self._live.mailbox.put((message, None))
+        cell = self._cell
+        if cell is None:
+            cell = self._live  # raises: not started
+        await cell.mailbox.put((message, None))
 
     def tell_nowait(self, message: M) -> None:
         """Queue ``message`` or raise ``MailboxFull`` at once."""
-        self._live.mailbox.put_nowait((message, None))
+        cell = self._cell
+        if cell is None:
+            cell = self._live  # raises: not started
+        cell.mailbox.put_nowait((message, None))
 
     def nudge(self, message: M) -> None:
         """Queue a wake-up note even when the mailbox is full.
@@ -148,7 +154,9 @@ class ActorRef(Generic[M]):
         the actor had already taken when the asker gave up is finished and its reply dropped;
         one still queued is dropped unhandled when its turn comes (counted as ``expired``).
         """
-        cell = self._live
+        cell = self._cell
+        if cell is None:
+            cell = self._live  # raises: not started
         if timeout is DEFAULT:
             timeout = cell.system.ask_timeout
         reply = Reply()
