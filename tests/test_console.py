@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     open_websocket_url,
-    wrap_client_stream,
 )
 
 from actors.album import ListAlbums
@@ -34,38 +32,23 @@ from actors.console import (
 from actors.events import Audit, MediaCacheReady
 from actors.frames import GetTwin, Twin
 from supervision import ActorCrashed, ActorSnapshot
-from tests.api_support import DEVICES, Hub, User, ota, running_hub
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of
-from tests.api_support.telemetry import as_frame
-from tests.api_support.telemetry import send as send_telemetry
-
-TIMEOUT = 15.0
-
-
-def console_url(hub: Hub) -> str:
-    ports = json.loads((hub.data_dir / "ports.json").read_text())
-    return f"ws://127.0.0.1:{ports['console']}/"
-
-
-async def send(ws: WebSocketConnection, message: dict[str, Any]) -> None:
-    await ws.send_message(json.dumps(message))
-
-
-async def receive(ws: WebSocketConnection) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(await ws.get_message())
-    return message
-
-
-async def receive_until(
-    ws: WebSocketConnection, wanted: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    """The first message ``wanted`` accepts, skipping the others (within ``TIMEOUT``)."""
-    with trio.fail_after(TIMEOUT):
-        while True:
-            message = await receive(ws)
-            if wanted(message):
-                return message
+from tests.harness import ota
+from tests.harness.console import (
+    TIMEOUT,
+    command,
+    console,
+    console_url,
+    receive,
+    receive_until,
+    send,
+    stalled_console,
+    stats_until,
+)
+from tests.harness.hub import DEVICES, Hub, running_hub
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of
+from tests.harness.telemetry import as_frame
+from tests.harness.telemetry import send as send_telemetry
 
 
 async def close_code(ws: WebSocketConnection) -> tuple[int, str | None]:
@@ -75,44 +58,6 @@ async def close_code(ws: WebSocketConnection) -> tuple[int, str | None]:
             while True:
                 await ws.get_message()
     return closed.value.reason.code, closed.value.reason.reason
-
-
-async def _greet(ws: WebSocketConnection, user: User) -> None:
-    await send(ws, {"type": "hello", "version": 1, "token": user.token})
-    with trio.fail_after(TIMEOUT):
-        welcome = await receive(ws)
-    assert welcome == {"type": "welcome", "version": 1, "user_id": user.user_id, "name": "root"}
-
-
-@asynccontextmanager
-async def console(hub: Hub, user: User) -> AsyncIterator[WebSocketConnection]:
-    """A console logged in as ``user`` (an admin), past ``welcome``."""
-    async with open_websocket_url(console_url(hub)) as ws:
-        await _greet(ws, user)
-        yield ws
-
-
-@asynccontextmanager
-async def stalled_console(hub: Hub, user: User) -> AsyncIterator[WebSocketConnection]:
-    """A console with a tiny socket receive buffer, so that not reading stalls it soon."""
-    port = json.loads((hub.data_dir / "ports.json").read_text())["console"]
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", port))
-    async with trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(nursery, trio.SocketStream(sock), "127.0.0.1", "/")
-        try:
-            await _greet(ws, user)
-            yield ws
-        finally:
-            await ws.aclose()
-
-
-async def command(ws: WebSocketConnection, **fields: Any) -> dict[str, Any]:
-    """Send a command and wait for its reply (other messages are skipped)."""
-    command_id = f"c{id(fields)}"
-    await send(ws, {"type": "command", "id": command_id, **fields})
-    return await receive_until(ws, lambda m: m["type"] == "reply" and m["id"] == command_id)
 
 
 def find(node: dict[str, Any], path: str) -> dict[str, Any] | None:
@@ -296,19 +241,6 @@ async def test_malformed_messages_get_errors_and_the_connection_keeps_working(
             assert (await command(ws, action="fault.remove", rule_id=8))["ok"] is False
         console_node: ActorSnapshot = hub.system.snapshot("/edge/console")
         assert (console_node.state, console_node.restarts) == ("running", 0)
-
-
-async def stats_until(
-    hub: Hub, check: Callable[[ConsoleStats], bool], timeout: float = TIMEOUT
-) -> ConsoleStats:
-    """The console's stats once ``check`` holds (they change without a commit: polled)."""
-    console_ref = hub.refs.console
-    with trio.fail_after(timeout):
-        while True:
-            stats: ConsoleStats = await console_ref.ask(GetConsoleStats())
-            if check(stats):
-                return stats
-            await trio.sleep(0.02)
 
 
 async def _flood_until_too_slow(

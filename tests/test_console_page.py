@@ -2,7 +2,7 @@
 driven in a real browser (Debian's Chromium through Playwright) against the whole hub with a
 simulated frame on the wall.
 
-The browser part (``api_support/console_browser.py``) runs in a child process, since
+The browser part (``tests/harness/console_browser.py``) runs in a child process, since
 Playwright's asyncio loop must not meet the hub's Trio and trio-asyncio: it logs in (a bad
 token first), sees the tree and the frame with its thumbnail, clicks "next" and sees the
 thumbnail change, injects a crash on ``/domain/album`` and sees its restart count rise, then
@@ -30,12 +30,13 @@ import trio
 
 from actors.console import GetConsoleAddress
 from supervision import ActorCrashed
-from tests.api_support import Hub, User, running_hub
-from tests.api_support.replies import body_of, problem
-from tests.test_frames_e2e import displayed, new_album, show_album, simulate, upload
+from tests.harness import ROOT
+from tests.harness.hub import Hub, User, running_hub
+from tests.harness.replies import body_of, problem
+from tests.harness.wall import displayed, new_album, show_album, simulate, upload
 
 CHROMIUM = Path("/usr/bin/chromium")
-BROWSER = Path(__file__).parent / "api_support" / "console_browser.py"
+BROWSER = ROOT / "tests" / "harness" / "console_browser.py"
 BROWSER_TIMEOUT_S = 60
 
 

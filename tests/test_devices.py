@@ -39,7 +39,7 @@ from actors.events import (
 from actors.journal import Journal
 from actors.store import Store
 from supervision import ActorRef, ChildSpec, open_asyncio_bridge, open_system, supervisor
-from tests.journal_support.common import publish
+from tests.harness.journal import publish
 
 _decode = msgspec.json.Decoder(AnyEvent).decode
 

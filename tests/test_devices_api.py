@@ -1,7 +1,7 @@
 """Pairing frames and fetching frame-sized photos, end to end over HTTP with the real hub.
 
 Each test starts the hub with ``actors.serve`` on a data directory in ``tmp_path`` and talks to
-it with httpx (see ``tests/api_support``). Frames are paired the way the admin app pairs them,
+it with httpx (see ``tests/harness/hub.py``). Frames are paired the way the admin app pairs them,
 and their tokens are the ones the pairing reply showed.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.photos import decoded, jpeg
-from tests.api_support.replies import body_of, download, problem
+from tests.harness.hub import DEVICES, Frame, Hub, User, running_hub
+from tests.harness.photos import decoded, jpeg
+from tests.harness.replies import body_of, download, problem
 
 PAIRING = {
     "name": "Hall",

@@ -31,9 +31,9 @@ from frame_device import (
     in_quiet_hours,
     photo_path,
 )
-from tests.frame_support import (
+from tests.harness.broker import Broker
+from tests.harness.frame_program import (
     ADMIN_TOKEN,
-    Broker,
     FrameProcess,
     HubClient,
     PhotoServer,
@@ -49,14 +49,6 @@ OTHER_ALBUM = "album-2"
 NOW = "2025-01-01T00:00:00Z"
 
 StartFrame = Callable[..., FrameProcess]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    running = Broker(tmp_path_factory.mktemp("broker"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

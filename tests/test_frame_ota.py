@@ -21,10 +21,10 @@ import pytest
 
 import wire
 from frame_device import FIRMWARE_DIR, MAX_TRIAL_BOOTS, BootState, Firmware, SlotManifest
-from tests.frame_support import (
+from tests.harness.broker import Broker
+from tests.harness.frame_program import (
     ADMIN_TOKEN,
     WAIT_S,
-    Broker,
     FrameProcess,
     HubClient,
     HubSigner,
@@ -45,14 +45,6 @@ StartFrame = Callable[..., FrameProcess]
 
 def image(seed: int, size: int = 300_000) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    running = Broker(tmp_path_factory.mktemp("broker"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,56 +12,14 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from actors.mqtt import BrokerProcess, GetBrokerProcess
-from tests.api_support import DEVICES, Hub, User, running_hub
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of
-from tests.api_support.simulator import Simulator
-from tests.api_support.simulator import simulate as run_simulator
-from tests.mqtt_support import free_port
-
-
-def simulate(
-    hub: Hub, admin: User, data_dir: Path, frames: int
-) -> AbstractAsyncContextManager[Simulator]:
-    return run_simulator(hub.address.base_url, admin.token, data_dir, frames)
-
-
-async def show_album(hub: Hub, admin: User, frame_ids: list[str], album_id: str) -> None:
-    for frame_id in frame_ids:
-        response = await hub.client.put(
-            f"{DEVICES}/{frame_id}/albums", json={"album_ids": [album_id]}, headers=admin.auth
-        )
-        body_of(response, 200)
-
-
-async def new_album(hub: Hub, user: User) -> str:
-    response = await hub.client.post("/api/v1/albums", json={"name": "Wall"}, headers=user.auth)
-    album_id: str = body_of(response, 201)["album_id"]
-    return album_id
-
-
-async def upload(hub: Hub, user: User, album_id: str, seed: int) -> str:
-    response = await hub.upload(user, jpeg(2400, 1600, seed=seed), metadata={"album_id": album_id})
-    file_id: str = body_of(response, 201)["file_id"]
-    return file_id
-
-
-def displayed(file_id: str, frame_id: str | None = None) -> Callable[[dict[str, Any]], bool]:
-    def check(event: dict[str, Any]) -> bool:
-        return (
-            event["event"] == "displayed"
-            and event.get("file_id") == file_id
-            and frame_id in (None, event["frame_id"])
-        )
-
-    return check
+from tests.harness.hub import DEVICES, running_hub
+from tests.harness.replies import body_of
+from tests.harness.wall import displayed, new_album, show_album, simulate, upload
 
 
 async def test_an_upload_appears_on_every_frame(tmp_path: Path) -> None:
@@ -128,7 +86,9 @@ async def test_a_frame_that_was_off_shows_the_photo_when_it_is_back(tmp_path: Pa
             await frames.wait_for(displayed(file_id, frame_id))
 
 
-async def test_frames_converge_after_the_hub_restarts_and_mosquitto_dies(tmp_path: Path) -> None:
+async def test_frames_converge_after_the_hub_restarts_and_mosquitto_dies(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
     ports = {"HTTP__PORT": str(free_port()), "MQTT__PORT": str(free_port())}
     async with running_hub(tmp_path / "hub", **ports) as hub:
         admin, alice = await hub.new_user("admin", admin=True), await hub.new_user("alice")

@@ -15,10 +15,11 @@ from actors import DATABASE_NAME
 from actors._mqtt_acl import mqtt_acl
 from actors.devices import hash_password
 from config import load_settings
-from tests.api_support import running_hub
-from tests.mqtt_support import connect, running_mosquitto
+from tests.harness import ROOT
+from tests.harness.broker import running_mosquitto
+from tests.harness.hub import running_hub
+from tests.harness.mqtt import connect
 
-ROOT = Path(__file__).resolve().parent.parent
 HUB_USER, HUB_PASSWORD = "hub-at-home", "s3cret pass"
 
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -23,10 +22,11 @@ from PIL import Image
 import wire
 from actors.events import Audit, FrameCommandIssued
 from actors.mqtt import BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of, problem
-from tests.mqtt_support import Client, connect
+from tests.harness.frames import device, heartbeat, new_album, wait_sync
+from tests.harness.hub import DEVICES, Frame, Hub, running_hub
+from tests.harness.mqtt import Client, connect
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of, problem
 
 _sync = msgspec.json.Decoder(wire.FrameSync).decode
 _command = msgspec.json.Decoder(wire.FrameCommand).decode
@@ -34,12 +34,6 @@ _encode = msgspec.json.encode
 
 
 _command = msgspec.json.Decoder(wire.FrameCommand).decode
-
-
-async def new_album(hub: Hub, user: User, name: str = "Holidays") -> str:
-    response = await hub.client.post("/api/v1/albums", json={"name": name}, headers=user.auth)
-    album_id: str = body_of(response, 201)["album_id"]
-    return album_id
 
 
 @asynccontextmanager
@@ -61,42 +55,6 @@ async def as_frame(hub: Hub, frame: Frame) -> AsyncIterator[Client]:
 async def hub_address(hub: Hub) -> BrokerAddress:
     address: BrokerAddress = await hub.system.lookup("/infra/broker").ask(GetBrokerAddress())
     return address
-
-
-async def device(hub: Hub, admin: User, frame: Frame) -> dict[str, Any]:
-    reply: dict[str, Any] = body_of(
-        await hub.client.get(f"{DEVICES}/{frame.device_id}", headers=admin.auth), 200
-    )
-    return reply
-
-
-def syncs(client: Client, frame: Frame) -> list[wire.FrameSync]:
-    topic = f"frames/{frame.device_id}/sync"
-    return [_sync(p) for t, p, _ in client.received if t == topic and p]
-
-
-async def wait_sync(client: Client, frame: Frame, check: Any) -> wire.FrameSync:
-    def found(_: Any) -> wire.FrameSync | None:
-        for sync in reversed(syncs(client, frame)):
-            if check(sync):
-                return sync
-        return None
-
-    sync: wire.FrameSync = await client.wait_until(found)
-    return sync
-
-
-def heartbeat(frame: Frame, **fields: Any) -> bytes:
-    beat = {
-        "frame_id": frame.device_id,
-        "firmware_version": "1.2.3",
-        "uptime_s": 5.0,
-        "free_bytes": 10**10,
-        "timestamp": "2026-11-22T10:00:00Z",
-        "interval_s": 0.3,
-        **fields,
-    }
-    return _encode(beat)
 
 
 async def test_a_frame_gets_its_albums_photos_with_their_versions(tmp_path: Path) -> None:

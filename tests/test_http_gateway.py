@@ -33,9 +33,9 @@ from actors.http import (
 )
 from config import HttpSettings
 from supervision import Actor, ChildSpec, FaultAction, FaultRule
-from tests.http_support import bearer, running_hub
+from tests.harness import ROOT
+from tests.harness.http import bearer, running_hub
 
-ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 
 

@@ -1,7 +1,7 @@
 """actors.imaging: sniffing, the pixel policy, EXIF facts, faces and rendered versions.
 
 Every image is a real file written with Pillow (or pillow-heif) in tmp_path; see
-tests/imaging_support/images.py for the two written byte by byte (a 200 MP JPEG and a 900 MP
+tests/harness/images.py for the two written byte by byte (a 200 MP JPEG and a 900 MP
 PNG header), which Pillow cannot produce cheaply.
 """
 
@@ -33,8 +33,8 @@ from actors.imaging import (
     render_versions,
     sniff,
 )
-from tests.imaging_support.icc import cmyk_profile, swapped_rgb_profile
-from tests.imaging_support.images import (
+from tests.harness.icc import cmyk_profile, swapped_rgb_profile
+from tests.harness.images import (
     BLUE,
     GREEN,
     RED,

@@ -12,7 +12,7 @@ import trio
 from actors.events import Audit, DeviceDeleted
 from actors.journal import AuditLog, Journal
 from supervision import ChildSpec
-from tests.journal_support.common import (
+from tests.harness.journal import (
     deleted,
     has_cursor,
     open_hub,

@@ -23,7 +23,8 @@ from actors.journal import (
 )
 from actors.store import Entry, Transaction
 from supervision import ChildSpec
-from tests.journal_support.common import (
+from tests.harness import ROOT
+from tests.harness.journal import (
     Probe,
     assert_exactly_once,
     cursor_of,
@@ -34,7 +35,6 @@ from tests.journal_support.common import (
     until_committed,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10
 MAX_ATTEMPTS = 3
 

@@ -12,7 +12,7 @@ from actors.events import Event
 from actors.journal import Journal, JournalKeeper, PruneJournal
 from actors.store import Entry, Transaction
 from supervision import ChildSpec
-from tests.journal_support.common import (
+from tests.harness.journal import (
     Probe,
     assert_exactly_once,
     cursor_of,

@@ -14,7 +14,7 @@ from actors.events import Event
 from actors.journal import Journal
 from actors.store import Entry, Store, Transaction
 from supervision import Actor, ActorCrashed, ChildSpec, FaultAction, FaultRule
-from tests.journal_support.common import (
+from tests.harness.journal import (
     Probe,
     assert_exactly_once,
     cursor_of,

@@ -16,7 +16,8 @@ import trio
 
 from actors.events import AnyEvent
 from actors.store import Entry
-from tests.journal_support.common import (
+from tests.harness import ROOT
+from tests.harness.journal import (
     Probe,
     assert_exactly_once,
     cursor_of,
@@ -26,9 +27,8 @@ from tests.journal_support.common import (
     recorder,
     until_committed,
 )
-from tests.journal_support.kill_worker import SUBSCRIBER
+from tests.harness.journal_worker import SUBSCRIBER
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261121
 KILLS = 3
 
@@ -73,7 +73,7 @@ async def run_until_killed(path: Path, log: Path, rng: random.Random) -> tuple[i
     target = max(0, handled_so_far(path)) + rng.randint(20, 120)
     with log.open("ab") as stderr:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "tests.journal_support.kill_worker", str(path)],
+            [sys.executable, "-m", "tests.harness.journal_worker", str(path)],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL,

@@ -41,8 +41,8 @@ from supervision import (
     open_system,
     supervisor,
 )
-from tests.mqtt_support import Client
-from tests.mqtt_support import connect as mqtt_connect
+from tests.harness.mqtt import Client
+from tests.harness.mqtt import connect as mqtt_connect
 
 pytestmark = pytest.mark.skipif(
     shutil.which("mosquitto") is None,

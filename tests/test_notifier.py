@@ -42,8 +42,8 @@ from actors.events import (
     rfc3339,
 )
 from actors.notifier import GetNotifierStats, NotifierStats, PruneNotifications
-from tests.api_support import Hub, User, running_hub
-from tests.api_support.replies import body_of, problem
+from tests.harness.hub import Hub, User, running_hub
+from tests.harness.replies import body_of, problem
 
 NOTIFICATIONS = "/api/v1/notifications"
 OTA = Audit.system("ota")

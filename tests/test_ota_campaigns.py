@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 
 from actors.ota import GetOtaStats, OtaStats
-from tests.api_support import DEVICES, Hub, User, running_hub
-from tests.api_support.ota import (
+from tests.harness.hub import DEVICES, Hub, User, running_hub
+from tests.harness.ota import (
     CAMPAIGNS,
     KeyedFrame,
     ScriptedFrame,
@@ -34,7 +34,7 @@ from tests.api_support.ota import (
     until_campaign,
     verifies,
 )
-from tests.api_support.replies import body_of, problem
+from tests.harness.replies import body_of, problem
 
 
 async def frames_online(

@@ -22,13 +22,13 @@ import trio
 import wire
 from actors.mqtt import BrokerAddress, GetBrokerAddress
 from actors.ota import load_signing_key
-from tests.api_support import DEVICES, Hub, User, running_hub
-from tests.api_support.ota import CAMPAIGNS, act, campaign, firmware, new_campaign, until_campaign
-from tests.api_support.process import hub_process
-from tests.api_support.replies import body_of
-from tests.api_support.simulator import FrameEvent, simulate
-from tests.journal_support.common import poll
-from tests.mqtt_support import connect
+from tests.harness.hub import DEVICES, Hub, User, running_hub
+from tests.harness.hub_process import hub_process
+from tests.harness.journal import poll
+from tests.harness.mqtt import connect
+from tests.harness.ota import CAMPAIGNS, act, campaign, firmware, new_campaign, until_campaign
+from tests.harness.replies import body_of
+from tests.harness.simulator import FrameEvent, simulate
 
 MODEL = "sim-frame"  # what the simulator pairs its frames as, hardware version "1.0"
 FACTORY = "1.0.0"

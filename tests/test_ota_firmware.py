@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 import wire
 from actors.ota import load_signing_key
-from tests.api_support import running_hub
-from tests.api_support.ota import FIRMWARE, firmware, image, pair, upload_firmware
-from tests.api_support.replies import body_of, problem
+from tests.harness.hub import running_hub
+from tests.harness.ota import FIRMWARE, firmware, image, pair, upload_firmware
+from tests.harness.replies import body_of, problem
 
 
 def staged(data_dir: Path) -> list[Path]:

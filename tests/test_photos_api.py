@@ -2,7 +2,7 @@
 
 Each test starts the real hub with ``actors.serve`` (the production tree of ``hub_tree``, the
 real settings loader, a data directory in ``tmp_path``, an HTTP port picked by the OS), talks
-to it over HTTP on 127.0.0.1 with httpx, and stops it with SIGTERM (see ``tests/api_support``).
+to it over HTTP on 127.0.0.1 with httpx, and stops it with SIGTERM (see ``tests/harness/hub.py``).
 Images are real files made with Pillow. Nothing waits by sleeping: the media and album actors
 catch up with the journal before they answer, and ``Hub.analysed`` waits for the uploader's
 asynchronous analysis (and what follows it: versions, album filing) by asking the actors to
@@ -29,8 +29,9 @@ from actors.events import AiMetadata
 from actors.mqtt import GetBrokerAddress
 from actors.uploader import AnalysisFinished
 from supervision import FaultAction, FaultRule
-from tests.api_support import UPLOAD, Hub, User, running_hub
-from tests.api_support.photos import (
+from tests.harness.hub import UPLOAD, Hub, User, running_hub
+from tests.harness.images import GREEN, RED, png_header_only
+from tests.harness.photos import (
     FORMATS,
     decoded,
     jpeg,
@@ -39,8 +40,8 @@ from tests.api_support.photos import (
     png,
     rotated_jpeg,
 )
-from tests.api_support.replies import body_of, download, problem
-from tests.imaging_support.images import GREEN, RED, png_header_only
+from tests.harness.photos_api import fits, new_album, versions_of
+from tests.harness.replies import body_of, download, problem
 
 THUMBNAIL_BOX = (300, 200)
 HD_BOX = (1920, 1080)
@@ -71,31 +72,6 @@ async def album_files(hub: Hub, user: User, album_id: str) -> list[str]:
     assert album["photo_count"] == len(album["file_ids"]), album
     files: list[str] = album["file_ids"]
     return files
-
-
-async def new_album(hub: Hub, user: User, name: str = "Holidays") -> str:
-    response = await hub.client.post("/api/v1/albums", json={"name": name}, headers=user.auth)
-    album = body_of(response)
-    assert album["name"] == name and album["owner_id"] == user.user_id, album
-    assert response.headers["location"] == f"/api/v1/albums/{album['album_id']}"
-    album_id: str = album["album_id"]
-    return album_id
-
-
-def versions_of(photo: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {version["size"]: version for version in photo["versions"]}
-
-
-def fits(size: tuple[int, int], box: tuple[int, int], original: tuple[int, int]) -> bool:
-    """Whether ``size`` is ``original`` shrunk to fit ``box`` (never enlarged, aspect kept)."""
-    width, height = size
-    scale = min(box[0] / original[0], box[1] / original[1], 1.0)
-    expected = (original[0] * scale, original[1] * scale)
-    return (
-        width <= box[0]
-        and height <= box[1]
-        and all(abs(got - want) <= 1 for got, want in zip(size, expected, strict=True))
-    )
 
 
 # -- 1. every accepted format ------------------------------------------------------------------

@@ -17,8 +17,7 @@ from actors import DATABASE_NAME
 from actors.events import AnyEvent, Audit, FileDeleted
 from actors.store import Entry, Store, StoreError, Transaction
 from supervision import AsyncioBridge, open_asyncio_bridge
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import ROOT
 
 ALBUMS_V1 = "CREATE TABLE albums (id TEXT PRIMARY KEY, title TEXT NOT NULL)"
 ALBUMS_V2 = """

@@ -24,9 +24,9 @@ from actors.mqtt import (
     MqttStats,
 )
 from actors.telemetry import TelemetryInbound
-from tests.api_support import DEVICES, Hub, User, running_hub
-from tests.api_support.replies import body_of, problem
-from tests.api_support.telemetry import (
+from tests.harness.hub import DEVICES, Hub, User, running_hub
+from tests.harness.replies import body_of, problem
+from tests.harness.telemetry import (
     as_frame,
     as_hub,
     send,

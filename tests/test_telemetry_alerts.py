@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from actors.events import AlertResolved, AlertTriggered, rfc3339
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.replies import body_of, problem
-from tests.api_support.telemetry import as_frame, as_hub, send, stats, telemetry, until_stored
+from tests.harness.hub import DEVICES, Frame, Hub, User, running_hub
+from tests.harness.replies import body_of, problem
+from tests.harness.telemetry import as_frame, as_hub, send, stats, telemetry, until_stored
 
 RULES = "/api/v1/alert-rules"
 ALERTS = "/api/v1/alerts"

@@ -13,8 +13,7 @@ from PIL import Image
 from actors import RunningHub, serve
 from actors.accounts import CreateUser
 from config import load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import ROOT
 
 
 async def test_upload_command_sends_photos_into_an_album_and_reports_refusals(

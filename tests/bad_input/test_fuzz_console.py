@@ -1,8 +1,8 @@
 """Garbage at the operator console, over real WebSockets, against the whole hub.
 
-Hypothesis draws the hostile frames up front (``tests/bad_input_support/console_cases``, seeded
+Hypothesis draws the hostile frames up front (``tests/harness/fuzz/console_cases``, seeded
 by ``--seed``; many more under ``--long``) and they are written raw
-(``tests/bad_input_support/websocket``), so the server sees exactly the bytes under test:
+(``tests/harness/fuzz/websocket``), so the server sees exactly the bytes under test:
 
 * before ``hello``: each connection gets its close code (4400, 4401/4429, 4403), or is dropped
   (1009 over the message limit; a WebSocket protocol error);
@@ -27,18 +27,18 @@ import trio
 from trio_websocket import WebSocketConnection
 
 from actors.console import ConsoleStats
-from tests.api_support import Hub, User, running_hub
-from tests.bad_input_support.console_cases import (
+from tests.harness.console import command, console
+from tests.harness.console import stats_until as console_stats_until
+from tests.harness.fuzz.console_cases import (
     breaking_frames,
     garbage,
     hellos,
     hostile_commands,
     overlong_delay,
 )
-from tests.bad_input_support.examples import drawn
-from tests.bad_input_support.websocket import RawWebSocket, frame, raw_websocket
-from tests.test_console import command, console
-from tests.test_console import stats_until as console_stats_until
+from tests.harness.fuzz.examples import drawn
+from tests.harness.fuzz.websocket import RawWebSocket, frame, raw_websocket
+from tests.harness.hub import Hub, User, running_hub
 
 GARBAGE, GARBAGE_LONG = 150, 3_000
 COMMANDS, COMMANDS_LONG = 60, 1_000

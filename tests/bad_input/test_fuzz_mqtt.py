@@ -1,7 +1,7 @@
 """Property-based fuzzing of every MQTT topic the hub subscribes to, against a running hub.
 
 The hub runs whole (``running_hub``, its managed Mosquitto). Hypothesis draws the messages up
-front (``tests/bad_input_support/mqtt_cases``, seeded by ``--seed``; many more under
+front (``tests/harness/fuzz/mqtt_cases``, seeded by ``--seed``; many more under
 ``--long``); they are published into the one live hub, on the paired frame's own topics with
 its own credentials, and on unknown frames' and odd topics with the hub's own MQTT user (the
 only user the broker lets publish there; its password is the managed broker's, asked of
@@ -29,12 +29,12 @@ import trio
 
 from actors.mqtt import GetMqttStats, MqttStats
 from actors.telemetry import METRIC_NAME_PATTERN, TelemetryStats
-from tests.api_support import Frame, Hub, User, running_hub
-from tests.api_support.telemetry import as_frame, as_hub, stats, telemetry
-from tests.bad_input_support.examples import drawn
-from tests.bad_input_support.mqtt_cases import PROXY_LEAVES, Case, boundary_cases, cases
-from tests.mqtt_support import Client
-from tests.test_frames_hub import device, heartbeat
+from tests.harness.frames import device, heartbeat
+from tests.harness.fuzz.examples import drawn
+from tests.harness.fuzz.mqtt_cases import PROXY_LEAVES, Case, boundary_cases, cases
+from tests.harness.hub import Frame, Hub, User, running_hub
+from tests.harness.mqtt import Client
+from tests.harness.telemetry import as_frame, as_hub, stats, telemetry
 
 CASES = 500
 CASES_LONG = 12_000

@@ -1,7 +1,7 @@
 """schemathesis against the hub's own ``/openapi.json``: every operation, with real tokens.
 
 One hub (``run.py serve``, a child process on loopback) is filled with an admin, a member and
-one or more of every object the routes name (``tests/bad_input_support/openapi.py``).
+one or more of every object the routes name (``tests/harness/fuzz/openapi.py``).
 schemathesis loads the document the hub serves (fetched with a token) and sends requests
 generated from it over real HTTP, one pytest test per operation and caller:
 
@@ -55,8 +55,8 @@ from schemathesis.schemas import BaseSchema
 
 from actors.api import ROUTES
 from actors.frames import USER_COMMANDS
-from tests.api_support.photos import jpeg, png
-from tests.bad_input_support.openapi import KIND_OF, Caller, FuzzHub, fuzz_hub
+from tests.harness.fuzz.openapi import KIND_OF, Caller, FuzzHub, fuzz_hub
+from tests.harness.photos import jpeg, png
 
 ADMIN_EXAMPLES = (10, 300)
 """Fuzzed requests per operation (positive and negative together) with the admin's token,

@@ -1,6 +1,6 @@
 """A corpus of malformed and hostile images through the real upload, against the whole hub.
 
-The corpus (``tests/bad_input_support/hostile_images``: truncated files of every accepted
+The corpus (``tests/harness/fuzz/hostile_images``: truncated files of every accepted
 format, decompression bombs, type lies and polyglots, huge and degenerate sizes, EXIF that lies
 or loops, enormous metadata, odd pixel formats; plus seeded random mutants of valid images) is
 uploaded over HTTP as the phone app uploads. Each upload gets the answer decided for it:
@@ -24,12 +24,12 @@ import pytest
 import trio
 from PIL import Image
 
-from tests.api_support import Hub, User, running_hub
-from tests.api_support.photos import decoded, jpeg, near
-from tests.api_support.replies import body_of, problem
-from tests.bad_input_support.hostile_images import Specimen, corpus, mutants
-from tests.imaging_support.images import GREEN, RED
-from tests.test_photos_api import fits, new_album, versions_of
+from tests.harness.fuzz.hostile_images import Specimen, corpus, mutants
+from tests.harness.hub import Hub, User, running_hub
+from tests.harness.images import GREEN, RED
+from tests.harness.photos import decoded, jpeg, near
+from tests.harness.photos_api import fits, new_album, versions_of
+from tests.harness.replies import body_of, problem
 
 # Pillow warns about the corpus' broken EXIF as it reads it (that is the point of it).
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")

@@ -28,14 +28,14 @@ from typing import Any
 import trio
 
 from actors.mqtt import BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
-from tests.api_support import DEVICES, running_hub
-from tests.api_support.ota import firmware, new_campaign
-from tests.api_support.photos import jpeg, padded_jpeg
-from tests.api_support.replies import body_of
-from tests.api_support.simulator import simulate
-from tests.fault_support.blocking import MailboxWatch, held_download, silent_subscriber
-from tests.fault_support.storage import frame_holds, unwell
-from tests.test_console import console, receive_until, send, stalled_console, stats_until
+from tests.harness.console import console, receive_until, send, stalled_console, stats_until
+from tests.harness.faults.blocking import MailboxWatch, held_download, silent_subscriber
+from tests.harness.faults.storage import frame_holds, unwell
+from tests.harness.hub import DEVICES, running_hub
+from tests.harness.ota import firmware, new_campaign
+from tests.harness.photos import jpeg, padded_jpeg
+from tests.harness.replies import body_of
+from tests.harness.simulator import simulate
 
 WAIT_S = 30.0
 MAILBOX_BOUND = 100

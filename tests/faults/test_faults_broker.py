@@ -58,11 +58,11 @@ from frame_device import STATE_FILE, photo_path
 from frame_device._firmware import BOOT_FILE, FIRMWARE_DIR, BootState
 from frame_device._state import load_state
 from supervision import ActorStopped, AskTimeout
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.ota import campaign, firmware, new_campaign
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of
-from tests.api_support.simulator import Simulator, simulate
+from tests.harness.hub import DEVICES, Frame, Hub, User, running_hub
+from tests.harness.ota import campaign, firmware, new_campaign
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of
+from tests.harness.simulator import Simulator, simulate
 
 BROKER = "/infra/broker"
 MQTT = "/infra/mqtt"

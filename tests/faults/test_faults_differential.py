@@ -1,9 +1,9 @@
-"""Differential fault injection: the workload (``tests/fault_support/workload.py``) on an
+"""Differential fault injection: the workload (``tests/harness/faults/workload.py``) on an
 in-process hub, once without faults and again with the runtime's fault injection crashing
 every domain actor, the frame fleet, every frame proxy and the MQTT bridge on every message
 type they handle. After recovery (every actor running, analyses done, frames holding exactly
 their albums, the journal drained) the normalized end state must equal the fault-free run's,
-and no invariant may break (``tests/fault_support/state.py``).
+and no invariant may break (``tests/harness/faults/state.py``).
 
 CI runs one run with every pair installed to fire once (at a seeded ``nth`` among the first
 messages the fault-free run saw of that pair) and one with a few seeded pairs crashing at a
@@ -35,8 +35,11 @@ from supervision import (
     open_system,
     supervisor,
 )
-from tests.api_support import DEVICES, running_hub
-from tests.api_support.ota import (
+from tests.harness.faults.plans import Installed, Target, each_once, random_faults, single
+from tests.harness.faults.runs import RunResult, fault_free, run_in_process
+from tests.harness.faults.state import differences
+from tests.harness.hub import DEVICES, running_hub
+from tests.harness.ota import (
     firmware,
     image,
     new_campaign,
@@ -47,9 +50,6 @@ from tests.api_support.ota import (
     until_campaign,
     verifies,
 )
-from tests.fault_support.faults import Installed, Target, each_once, random_faults, single
-from tests.fault_support.runs import RunResult, fault_free, run_in_process
-from tests.fault_support.state import differences
 
 RANDOM_FAULTS = 8
 RANDOM_PROBABILITY = 0.3

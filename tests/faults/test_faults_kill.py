@@ -1,4 +1,4 @@
-"""Process kills: the workload (``tests/fault_support/workload.py``) against ``run.py serve``
+"""Process kills: the workload (``tests/harness/faults/workload.py``) against ``run.py serve``
 in a child process that is SIGKILLed at seeded random moments and started again on the same
 data directory and ports, many times (CI: ``CI_KILLS``; ``--long``: ``LONG_KILLS``).
 
@@ -9,7 +9,7 @@ frames reconnect by themselves. After the last kill the hub is stopped and start
 in this process, the end state is taken once everything converged, and:
 
 * every upload the hub acknowledged (201/200) is still there, its blob intact;
-* no event's effect was applied twice (the invariants of ``tests/fault_support/state.py``);
+* no event's effect was applied twice (the invariants of ``tests/harness/faults/state.py``);
 * every frame holds exactly what its albums hold;
 * the end state equals the fault-free run's, except for what a kill legitimately changes and
   ``explained`` names precisely (orphan pairings, firmware downloads cut by a kill).
@@ -23,10 +23,8 @@ from pathlib import Path
 
 import trio
 
-from tests.api_support import running_hub
-from tests.api_support.process import HubProcess
-from tests.fault_support.runs import RUN_SETTINGS, fault_free, samples_stored
-from tests.fault_support.state import (
+from tests.harness.faults.runs import RUN_SETTINGS, fault_free, samples_stored
+from tests.harness.faults.state import (
     State,
     converge,
     differences,
@@ -34,7 +32,9 @@ from tests.fault_support.state import (
     problems,
     staged_leftovers,
 )
-from tests.fault_support.workload import Ledger, Workload
+from tests.harness.faults.workload import Ledger, Workload
+from tests.harness.hub import running_hub
+from tests.harness.hub_process import HubProcess
 
 CI_KILLS = 5
 LONG_KILLS = 50

@@ -24,13 +24,7 @@ import trio
 
 import wire
 from actors.telemetry import GetTelemetryStats
-from tests.api_support import DEVICES, Hub, running_hub
-from tests.api_support.ota import upload_firmware
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of, problem
-from tests.api_support.simulator import Simulator, simulate
-from tests.api_support.telemetry import as_frame
-from tests.fault_support.storage import (
+from tests.harness.faults.storage import (
     blob_names,
     blobs_full,
     database_full,
@@ -38,7 +32,13 @@ from tests.fault_support.storage import (
     half_written,
     unwell,
 )
-from tests.journal_support.common import poll
+from tests.harness.hub import DEVICES, Hub, running_hub
+from tests.harness.journal import poll
+from tests.harness.ota import upload_firmware
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of, problem
+from tests.harness.simulator import Simulator, simulate
+from tests.harness.telemetry import as_frame
 
 HUB_SETTINGS = {"FRAMES__HEARTBEAT_INTERVAL_S": "1"}
 FRAME_OPTIONS = ("--no-render",)

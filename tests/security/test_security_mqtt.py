@@ -23,13 +23,13 @@ import trio
 import wire
 from actors.mqtt import GetMqttStats, MqttStats
 from actors.telemetry import GetTelemetryStats, TelemetryStats
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of, problem
-from tests.api_support.telemetry import as_frame, as_hub, broker, telemetry
-from tests.mqtt_support import Client, connect
-from tests.security_support import assign
-from tests.test_frames_hub import device, heartbeat, new_album, wait_sync
+from tests.harness.frames import device, heartbeat, new_album, wait_sync
+from tests.harness.hub import DEVICES, Frame, Hub, User, running_hub
+from tests.harness.mqtt import Client, connect
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of, problem
+from tests.harness.security import assign
+from tests.harness.telemetry import as_frame, as_hub, broker, telemetry
 
 _encode = msgspec.json.encode
 STAMP = "2026-11-22T10:00:00Z"

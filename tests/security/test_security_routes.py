@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 
 from actors.http import ServedRoute
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of
-from tests.security_support import ORIGIN, addresses, fill, no_cors, refused, served_routes
+from tests.harness.hub import DEVICES, Frame, Hub, User, running_hub
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of
+from tests.harness.security import ORIGIN, addresses, fill, no_cors, refused, served_routes
 
 EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness probe: asked by supervisors and load balancers, no data",

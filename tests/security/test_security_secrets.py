@@ -22,14 +22,14 @@ from actors import DATABASE_NAME
 from actors.accounts import hash_token
 from actors.console import CLOSE_TOO_MANY_FAILURES, CLOSE_UNAUTHORIZED
 from actors.ota import SIGNING_KEY_FILE
-from tests.api_support import DEVICES, UPLOAD, running_hub
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of, download, problem
-from tests.api_support.telemetry import as_frame, broker
-from tests.http_support import bearer
-from tests.mqtt_support import connect
-from tests.security_support import addresses, console_hello, files_under, leaks, refused
-from tests.test_frames_hub import device, heartbeat
+from tests.harness.frames import device, heartbeat
+from tests.harness.http import bearer
+from tests.harness.hub import DEVICES, UPLOAD, running_hub
+from tests.harness.mqtt import connect
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of, download, problem
+from tests.harness.security import addresses, console_hello, files_under, leaks, refused
+from tests.harness.telemetry import as_frame, broker
 
 FAILED_AUTH_PER_MINUTE = 30
 """The hub's limit of failed authentications per client address and minute (HTTP and the

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 
 from actors.events import new_id
-from tests.api_support import DEVICES, Frame, Hub, User, running_hub
-from tests.api_support.ota import firmware, image, new_campaign
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of
-from tests.security_support import assign, fill, refused, served_routes
+from tests.harness.hub import DEVICES, Frame, Hub, User, running_hub
+from tests.harness.ota import firmware, image, new_campaign
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of
+from tests.harness.security import assign, fill, refused, served_routes
 
 DOWNLOAD = "/api/v1/files/download"
 

@@ -59,8 +59,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 import wire
 from actors.events import rfc3339
 from frame_device import PAIRINGS_FILE
-from tests.api_support.photos import jpeg
-from tests.api_support.simulator import Simulator, simulate
+from tests.harness.photos import jpeg
+from tests.harness.simulator import Simulator, simulate
 
 RETRY_FOR_S = 120.0
 """How long a request is retried before the run gives up on it."""

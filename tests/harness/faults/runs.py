@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervision import ActorSnapshot, ActorSystem
-from tests.api_support import Hub, running_hub
+from tests.harness.hub import Hub, running_hub
 
-from .faults import Installed, Target, fault_targets, observe
+from .plans import Installed, Target, fault_targets, observe
 from .state import State, converge, end_state, problems
 from .workload import ALERT_METRIC, HUB_SETTINGS, Ledger, Workload
 

@@ -29,7 +29,7 @@ from actors.store._store import _fetch
 from frame_device import STATE_FILE, photo_path
 from frame_device._state import load_state
 from supervision import ActorSnapshot
-from tests.api_support import Hub
+from tests.harness.hub import Hub
 
 UNLIMITED_PAGES = 1073741823
 """SQLite's default ``max_page_count``."""

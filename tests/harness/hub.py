@@ -33,7 +33,7 @@ from actors.store import Store
 from actors.uploader import AwaitAnalyses
 from config import load_settings
 from supervision import ActorCrashed, ActorSystem
-from tests.journal_support.common import until_committed
+from tests.harness.journal import until_committed
 
 _decode_event = msgspec.json.Decoder(AnyEvent).decode
 

@@ -8,8 +8,7 @@ from typing import Any, Protocol
 import httpx
 
 from actors.http import PROBLEM_JSON
-
-from . import Hub
+from tests.harness.hub import Hub
 
 
 class Caller(Protocol):

@@ -2,8 +2,8 @@
 
 ``docs/asyncapi.json`` is loaded as committed (not regenerated), so a payload that no longer
 matches the published document fails even when the generator moved with it. The official
-AsyncAPI 3.0.0 JSON Schema is vendored next to this module (see its README) so the checks
-run offline.
+AsyncAPI 3.0.0 JSON Schema is vendored in ``asyncapi/`` next to this module (see its README) so
+the checks run offline.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 
 import jsonschema_rs
 
-REPO = Path(__file__).resolve().parents[2]
-DOCS = REPO / "docs"
-ASYNCAPI_SCHEMA = Path(__file__).with_name("asyncapi-3.0.0.schema.json")
+from tests.harness import ROOT
+
+DOCS = ROOT / "docs"
+ASYNCAPI_SCHEMA = Path(__file__).parent / "asyncapi" / "asyncapi-3.0.0.schema.json"
 
 
 def committed_asyncapi() -> dict[str, Any]:

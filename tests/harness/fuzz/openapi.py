@@ -28,7 +28,7 @@ import aiomqtt
 import httpx
 
 from bench._hub import HubProcess
-from tests.api_support.photos import jpeg, png
+from tests.harness.photos import jpeg, png
 
 WAIT_S = 60.0
 

@@ -1,7 +1,7 @@
 """What the security suite shares: the router's own route table, ids for its paths, callers
 spread over loopback addresses, checks on refusals, and a scan of the data directory.
 
-Everything runs against the whole hub (``tests.api_support.running_hub``); nothing here
+Everything runs against the whole hub (``tests.harness.hub.running_hub``); nothing here
 reimplements what the hub does, it only asks it and looks at what it left.
 """
 
@@ -20,8 +20,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_st
 
 from actors.events import new_id
 from actors.http import PROBLEM_JSON, GetRoutes, ServedRoute
-from tests.api_support import DEVICES, Frame, Hub, User
-from tests.api_support.replies import body_of
+from tests.harness.hub import DEVICES, Frame, Hub, User
+from tests.harness.replies import body_of
 
 HTTP_GATEWAY = "/edge/http"
 WAIT_S = 20.0

@@ -12,8 +12,8 @@ import msgspec
 from actors.events import rfc3339
 from actors.mqtt import BrokerAddress, GetBrokerAddress
 from actors.telemetry import GetTelemetryStats, TelemetryStats
-from tests.api_support import Frame, Hub
-from tests.mqtt_support import Client, connect
+from tests.harness.hub import Frame, Hub
+from tests.harness.mqtt import Client, connect
 
 _encode = msgspec.json.encode
 

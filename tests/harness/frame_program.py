@@ -1,6 +1,6 @@
-"""Real things a frame talks to, for frame_device tests: a Mosquitto broker, a small HTTP
-server that serves photos and firmware images (and pairs frames), a paho client publishing
-as the hub would, the hub's signing key for firmware commands, and the frame program as a
+"""Real things a frame talks to, for frame_device tests (the broker is ``broker.Broker``): a
+small HTTP server that serves photos and firmware images (and pairs frames), a paho client
+publishing as the hub would, the hub's signing key for firmware commands, and the frame program as a
 subprocess whose JSON event lines tests wait on.
 
 Everything here is synchronous (threads and queues): the frame is a separate process, so the
@@ -14,9 +14,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,84 +33,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 import wire
+from tests.harness import ROOT
+from tests.harness.broker import Broker
 
 WAIT_S = 15.0
-REPO = Path(__file__).resolve().parents[2]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 FRAME_TOKEN = "frame-token"
 ADMIN_TOKEN = "admin-token"
 
 Event = dict[str, Any]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (240, 180)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, "JPEG", quality=80)
     return buffer.getvalue()
-
-
-class Broker:
-    """A Mosquitto on a loopback port: anonymous, no persistence unless ``persistent`` (then
-    sessions and queued messages survive a stop and start, as on a real broker). ``start``
-    returns once mosquitto says it is running (it prints that after opening its listener)."""
-
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.persistent = persistent
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        conf = self.directory / "mosquitto.conf"
-        persistence = "persistence false\n"
-        if self.persistent:
-            persistence = f"persistence true\npersistence_location {self.directory}/\n"
-            if os.geteuid() == 0:  # else mosquitto becomes "mosquitto", who cannot save here
-                persistence += "user root\n"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            f"{persistence}"
-            "log_dest stderr\n"
-            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-        )
-        process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.process = process
-        running = threading.Event()
-        log_path = self.directory / "mosquitto.log"
-
-        def drain() -> None:
-            assert process.stderr is not None
-            with open(log_path, "a") as log:
-                for line in process.stderr:
-                    log.write(line)
-                    log.flush()
-                    if line.rstrip().endswith(" running"):
-                        running.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not running.wait(WAIT_S):
-            self.stop()
-            raise RuntimeError(f"mosquitto did not start: {log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(WAIT_S)
-        self.process = None
 
 
 @dataclass(frozen=True)
@@ -440,7 +374,7 @@ class FrameProcess:
         self._log = open(log_path, "a")  # noqa: SIM115 - closed in wait/kill
         self.process = subprocess.Popen(
             [sys.executable, "run.py", *args, "--events", "--log-level", "INFO"],
-            cwd=REPO,
+            cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

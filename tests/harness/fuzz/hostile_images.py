@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tests.api_support.photos import encode, heic, jpeg, png, webp
-from tests.imaging_support.icc import cmyk_profile
-from tests.imaging_support.images import exif_with, jpeg_bytes, marked, scene, stored_as, with_app1
+from tests.harness.icc import cmyk_profile
+from tests.harness.images import exif_with, jpeg_bytes, marked, scene, stored_as, with_app1
+from tests.harness.photos import encode, heic, jpeg, png, webp
 
 STORED, TOO_LARGE, UNSUPPORTED, CORRUPT = 201, 413, 415, 422
 MARKED = (240, 160)

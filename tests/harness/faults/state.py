@@ -37,7 +37,7 @@ from actors.notifier import NOTIFIED_EVENTS
 from frame_device import STATE_FILE
 from frame_device._state import load_state
 from supervision import ActorSnapshot
-from tests.api_support import Hub
+from tests.harness.hub import Hub
 
 from .workload import FrameRecord, Workload
 

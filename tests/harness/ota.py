@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 import wire
 from actors.mqtt import BrokerAddress, GetBrokerAddress
-from tests.api_support import DEVICES, Frame, Hub, User
-from tests.api_support.replies import Caller, body_of
-from tests.mqtt_support import Client, connect
+from tests.harness.hub import DEVICES, Frame, Hub, User
+from tests.harness.mqtt import Client, connect
+from tests.harness.replies import Caller, body_of
 
 FIRMWARE = "/api/v1/firmware"
 CAMPAIGNS = "/api/v1/campaigns"

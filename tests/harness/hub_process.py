@@ -16,9 +16,9 @@ from pathlib import Path
 
 import trio
 
-from tests.mqtt_support import free_port
+from tests.harness import ROOT
+from tests.harness.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 READY_S = 60.0
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import ROOT
+
 WAIT_S = 30.0
 
 FrameEvent = dict[str, Any]

@@ -3,15 +3,8 @@ what it receives so a test can wait for a message (no sleeps)."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -106,65 +99,3 @@ async def connect(
             nursery.start_soon(wrapper.collect)
             yield wrapper
             nursery.cancel_scope.cancel()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _write_config(directory: Path, passwords: str, acl: str) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    for name, text in (("passwd", passwords), ("acl", acl)):
-        (directory / name).write_text(text)
-        os.chmod(directory / name, 0o600)
-    user = pwd.getpwuid(os.getuid()).pw_name
-    (directory / "mosquitto.conf").write_text(
-        f"user {user}\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
-        f"password_file {directory / 'passwd'}\nacl_file {directory / 'acl'}\n"
-        "persistence false\nlog_dest stderr\nlog_type error\n"
-    )
-    return port
-
-
-@asynccontextmanager
-async def running_mosquitto(directory: Path, passwords: str, acl: str) -> AsyncIterator[Broker]:
-    """An external Mosquitto (as an administrator would run one) on a free loopback port,
-    with the given password file and ACL; ``Broker.reload`` re-reads them (SIGHUP)."""
-    port = _write_config(directory, passwords, acl)
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    process = await trio.lowlevel.open_process(
-        [binary, "-c", str(directory / "mosquitto.conf")], stderr=subprocess.DEVNULL
-    )
-    try:
-        with trio.fail_after(WAIT_S):
-            while True:
-                try:
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                except OSError:
-                    await trio.sleep(0.02)  # a process starting: nothing to wait on but the port
-                    continue
-                await stream.aclose()
-                break
-        yield Broker(process, port, directory)
-    finally:
-        process.terminate()
-        with trio.move_on_after(5):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-
-
-class Broker:
-    def __init__(self, process: trio.Process, port: int, directory: Path) -> None:
-        self.process = process
-        self.port = port
-        self.directory = directory
-
-    def reload(self, passwords: str, acl: str) -> None:
-        (self.directory / "passwd").write_text(passwords)
-        (self.directory / "acl").write_text(acl)
-        self.process.send_signal(signal.SIGHUP)

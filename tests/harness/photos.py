@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 import actors.imaging  # noqa: F401  (registers pillow-heif's HEIF plug-in with Pillow)
-from tests.imaging_support.images import exif_with, jpeg_bytes, marked, scene, stored_as
+from tests.harness.images import exif_with, jpeg_bytes, marked, scene, stored_as
 
 
 def encode(image: Image.Image, kind: str, **params: object) -> bytes:

@@ -1,5 +1,5 @@
 """A hub that publishes and handles events until it is killed: ``python -m
-tests.journal_support.kill_worker DATABASE``.
+tests.harness.journal_worker DATABASE``.
 
 Three publisher tasks commit file events (with the publisher's own ``files`` row in the same
 transaction) as fast as they can; the ``counter`` subscriber writes one ``effects`` row per
@@ -19,8 +19,15 @@ import trio
 from actors.journal import Journal
 from actors.store import Store
 from supervision import open_asyncio_bridge, open_system
-
-from .common import Probe, deleted, open_store, publish, recorder, subscribers, uploaded
+from tests.harness.journal import (
+    Probe,
+    deleted,
+    open_store,
+    publish,
+    recorder,
+    subscribers,
+    uploaded,
+)
 
 SUBSCRIBER = "counter"
 
