@@ -1,5 +1,6 @@
-"""Shared helpers of the tests: an event log that tests wait on instead of sleeping, and the
-switches of the reliability suite.
+"""Shared fixtures of the tests: an event log that tests wait on instead of sleeping, a free
+port, a Mosquitto of the tests' own (all from ``tests/harness``), and the switches of the
+reliability suite.
 
 ``--long`` runs the reliability suite at full length (every fault on its own, many kills, a
 longer soak) instead of the seeded subset CI runs; ``--seed N`` picks the seed of its random
@@ -7,11 +8,14 @@ choices (faults, kill moments, fuzz), so a failing run repeats exactly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import trio
+
+from tests.harness import ports
+from tests.harness.broker import Broker
 
 
 class EventLog:
@@ -43,6 +47,21 @@ class EventLog:
 @pytest.fixture
 def events() -> EventLog:
     return EventLog()
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a loopback port nobody listens on now."""
+    return ports.free_port
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """An anonymous Mosquitto on a free loopback port, shared by the tests of one module."""
+    running = Broker(tmp_path_factory.mktemp("broker"))
+    running.start()
+    yield running
+    running.stop()
 
 
 DEFAULT_SEED = 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import wire
-from tests.contract_support import DOCS, MqttContract, asyncapi_validator, committed_asyncapi
+from tests.harness.contracts import DOCS, MqttContract, asyncapi_validator, committed_asyncapi
 
 
 def test_the_committed_asyncapi_document_is_the_generated_one() -> None:

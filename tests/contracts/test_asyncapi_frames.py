@@ -5,7 +5,7 @@ shows an album, gets a photo added and removed, runs a command and a firmware up
 telemetry and switches off. A client with the hub's credentials subscribed to ``#`` sees every
 message on the broker; each must be on a channel of the committed document, and its payload
 must validate against that channel's message with every object closed to fields the document
-does not name (``tests.contract_support.closed``): a payload field renamed, added or retyped
+does not name (``tests.harness.contracts.closed``): a payload field renamed, added or retyped
 on either side fails here until the document is regenerated and committed.
 """
 
@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.api_support import DEVICES, Hub, User, running_hub
-from tests.api_support.ota import firmware, image, new_campaign, until_campaign
-from tests.api_support.photos import jpeg
-from tests.api_support.replies import body_of, problem
-from tests.api_support.simulator import Simulator, simulate
-from tests.api_support.telemetry import as_hub
-from tests.contract_support import MqttContract, committed_asyncapi
-from tests.mqtt_support import Client
+from tests.harness.contracts import MqttContract, committed_asyncapi
+from tests.harness.hub import DEVICES, Hub, User, running_hub
+from tests.harness.mqtt import Client
+from tests.harness.ota import firmware, image, new_campaign, until_campaign
+from tests.harness.photos import jpeg
+from tests.harness.replies import body_of, problem
+from tests.harness.simulator import Simulator, simulate
+from tests.harness.telemetry import as_hub
 
 HUB_SETTINGS = {"FRAMES__HEARTBEAT_INTERVAL_S": "1", "OTA__PROGRESS_TIMEOUT_S": "30"}
 FRAME_OPTIONS = ("--no-render", "--health-check-s", "1")

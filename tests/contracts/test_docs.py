@@ -10,7 +10,7 @@ import msgspec
 
 import actors.console as console
 from actors.events import EVENT_TYPES, Event
-from tests.contract_support import DOCS
+from tests.harness.contracts import DOCS
 
 
 def sections(text: str) -> dict[str, str]:

@@ -1,1 +1,0 @@
-"""Image generators for the imaging tests: real files written with Pillow, small and fast."""
