@@ -43,6 +43,7 @@ from supervision import (
     Backoff,
     ChildSpec,
     Intensity,
+    Request,
     open_system,
     supervisor,
 )
@@ -74,11 +75,11 @@ class Tick(msgspec.Struct, frozen=True):
     n: int
 
 
-class Ping(msgspec.Struct, frozen=True):
-    pass
+class Ping(Request[object], frozen=True):
+    """Echo answers with the message itself, the crashing actor with its incarnation."""
 
 
-class Crash(msgspec.Struct, frozen=True):
+class Crash(Request[None], frozen=True):
     pass
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import msgspec
 import trio
@@ -135,17 +135,12 @@ class ActorRef(Generic[M]):
             raise ActorStopped(cell.path)
         mailbox.put_unbounded((message, None))
 
-    @overload
-    async def ask(self, message: Request[R], *, timeout: float | Default | None = DEFAULT) -> R: ...
+    async def ask(self, message: Request[R], *, timeout: float | Default | None = DEFAULT) -> R:
+        """Send ``message`` and return what its handler returns: the ``R`` it declares.
 
-    @overload
-    async def ask(self, message: M, *, timeout: float | Default | None = DEFAULT) -> object: ...
-
-    async def ask(self, message: object, *, timeout: float | Default | None = DEFAULT) -> Any:
-        """Send ``message`` and return what its handler returns.
-
-        For a ``Request[R]`` mypy knows the reply is an ``R``; any other message's reply is an
-        ``object`` the caller must narrow.
+        Only a ``Request`` is asked, so mypy checks what every caller does with the reply
+        (``tell`` checks that the actor takes the message; for an ask that is the handler's
+        ``match``, which answers anything else as a bug).
 
         Raises the handler's ``DomainError``; ``ActorCrashed`` if the handler crashed the
         actor; ``ActorStopped`` if the actor stopped before handling it; ``AskTimeout`` if no
@@ -161,19 +156,23 @@ class ActorRef(Generic[M]):
             timeout = cell.system.ask_timeout
         reply = Reply()
         mailbox = cell.mailbox
+        answer: R
         if timeout is None:
             await mailbox.put((message, reply))
-            return await reply.wait()
+            answer = await reply.wait()
+            return answer
         if len(mailbox.items) < mailbox.capacity:
             mailbox.put_nowait((message, reply))
             deadlines = cell.system.ask_deadlines.track(reply, timeout, cell.path)
             try:
-                return await reply.wait()
+                answer = await reply.wait()
+                return answer
             finally:
                 trim(deadlines)
         with trio.move_on_after(timeout):
             await mailbox.put((message, reply))
-            return await reply.wait()
+            answer = await reply.wait()
+            return answer
         raise AskTimeout(cell.path, timeout)
 
 
@@ -274,7 +273,7 @@ class ActorContext(Generic[M]):
         cancelled), so that its answer would be dropped: a handler that made something only
         that answer can hand over (a secret shown once) undoes it instead."""
         reply = self._cell._reply
-        return reply is not None and reply.abandoned
+        return reply is not None and reply.settled
 
     def stop(self) -> None:
         """Stop myself once the queued messages are handled (a normal exit, not a crash)."""

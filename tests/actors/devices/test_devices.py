@@ -8,25 +8,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from actors.accounts import Accounts, AccountsMessage
+from actors.accounts import Accounts, AccountsMessage, Authenticate
 from actors.album import Album, AlbumMessage
 from actors.devices import (
     DeleteDevice,
     Device,
+    DeviceMessage,
     DevicePage,
     DeviceRegistry,
     GetDevice,
+    ListAllDevices,
     ListDevices,
+    PairDevice,
     RegisterDevice,
     Registered,
 )
-from actors.errors import BadRequest, Invalid, NotFound
+from actors.errors import BadRequest, Invalid, NotFound, Unauthorized
 from actors.events import (
     AnyEvent,
     Audit,
@@ -38,30 +42,56 @@ from actors.events import (
 )
 from actors.journal import Journal
 from actors.store import Store
-from supervision import ActorRef, ChildSpec, open_asyncio_bridge, open_system, supervisor
+from supervision import (
+    ActorRef,
+    ActorSystem,
+    AskTimeout,
+    ChildSpec,
+    FaultAction,
+    FaultRule,
+    open_asyncio_bridge,
+    open_system,
+    supervisor,
+)
 from tests.harness.journal import publish
 
 _decode = msgspec.json.Decoder(AnyEvent).decode
 
 
+@dataclass(frozen=True)
+class Domain:
+    store: Store
+    system: ActorSystem
+    registry: ActorRef[DeviceMessage]
+    accounts: ActorRef[AccountsMessage]
+
+
 @asynccontextmanager
-async def open_registry(path: Path) -> AsyncIterator[tuple[Store, ActorRef[Any]]]:
-    """The registry at ``/domain/devices`` on the database file ``path``, with the albums and
-    accounts it asks."""
+async def open_domain(path: Path) -> AsyncIterator[Domain]:
+    """The registry on the database file ``path``, with the albums and accounts it asks."""
     async with open_asyncio_bridge() as bridge, Store.open(path, bridge) as store:
         journal = Journal(store)
         album: ActorRef[AlbumMessage] = ActorRef.declare("album")
         accounts: ActorRef[AccountsMessage] = ActorRef.declare("accounts")
+        registry: ActorRef[DeviceMessage] = ActorRef.declare("devices")
         domain = [
             ChildSpec("accounts", lambda: Accounts(store), ref=accounts),
             ChildSpec("album", lambda: Album(store, journal), ref=album),
             ChildSpec(
-                "devices", lambda: DeviceRegistry(store, journal, album=album, accounts=accounts)
+                "devices",
+                lambda: DeviceRegistry(store, journal, album=album, accounts=accounts),
+                ref=registry,
             ),
         ]
         tree = supervisor("root", [supervisor("domain", domain)])
         async with open_system(tree, bridge=bridge) as system:
-            yield store, system.lookup("/domain/devices")
+            yield Domain(store, system, registry, accounts)
+
+
+@asynccontextmanager
+async def open_registry(path: Path) -> AsyncIterator[tuple[Store, ActorRef[Any]]]:
+    async with open_domain(path) as domain:
+        yield domain.store, domain.registry
 
 
 async def published(store: Store, name: str) -> list[Any]:
@@ -289,3 +319,43 @@ async def test_a_paired_frame_is_inactive_until_online_and_stale_samples_do_not_
         )
         await publish(store, fresh)
         assert (await registry.ask(GetDevice(device_id=hall.device_id))).active is True
+
+
+async def test_pairing_registers_the_frame_and_issues_its_token(tmp_path: Path) -> None:
+    async with open_domain(tmp_path / "hub.db") as domain:
+        paired = await domain.registry.ask(PairDevice(registration=hall_frame(user_id="admin")))
+        assert paired.token not in repr(paired) and paired.mqtt_password not in repr(paired)
+        principal = await domain.accounts.ask(Authenticate(token=paired.token))
+        assert (principal.kind, principal.id) == ("frame", paired.device.device_id)
+        assert await domain.registry.ask(ListAllDevices()) == [paired.device]
+
+
+async def test_a_pairing_whose_asker_gave_up_is_undone(tmp_path: Path) -> None:
+    """Its secrets are shown only in the answer: a pairing nobody receives is an orphan no
+    frame can ever use, so the registry unpairs it (and revokes its token) instead."""
+    async with open_domain(tmp_path / "hub.db") as domain:
+        domain.system.faults.install(
+            FaultRule(action=FaultAction.DELAY, message_type="IssueFrameToken", delay_s=0.5)
+        )
+        with pytest.raises(AskTimeout):
+            await domain.registry.ask(PairDevice(registration=hall_frame()), timeout=0.1)
+        # Handled after the pairing, so answered once it was undone.
+        assert await domain.registry.ask(ListAllDevices()) == []
+        [registered] = await published(domain.store, "device.registered")
+        [deleted] = await published(domain.store, "device.deleted")
+        assert deleted.device_id == registered.device_id
+        tokens = await domain.store.fetch_all(
+            "SELECT count(*) FROM api_tokens WHERE principal_id = ? AND revoked_at IS NULL",
+            (registered.device_id,),
+        )
+        assert tokens == [(0,)]
+
+
+async def test_deleting_a_device_revokes_its_tokens_first(tmp_path: Path) -> None:
+    async with open_domain(tmp_path / "hub.db") as domain:
+        paired = await domain.registry.ask(PairDevice(registration=hall_frame()))
+        await domain.registry.ask(DeleteDevice(device_id=paired.device.device_id))
+        with pytest.raises(Unauthorized):
+            await domain.accounts.ask(Authenticate(token=paired.token))
+        with pytest.raises(NotFound):
+            await domain.registry.ask(GetDevice(device_id=paired.device.device_id))
