@@ -48,8 +48,7 @@ from actors.events import (
 )
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.media import MAX_FRAME_SIDE
-from actors.paging import DEFAULT_PAGE, page_of
-from actors.store import Entry, Store, Transaction
+from actors.store import DEFAULT_PAGE, Entry, SortedRecords, Store, Transaction
 from supervision import Actor, ActorCrashed, ActorRef, DomainError, Request
 
 from ._access import FrameAccess, FrameAccessSink, hash_password
@@ -354,7 +353,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
         self._album = album
         self._send_access = access
         self._consumer: Consumer | None = None
-        self._devices: dict[str, Device] = {}
+        self._devices: SortedRecords[Device, tuple[str, str]] = SortedRecords(
+            lambda d: (d.created_at, d.device_id), tuple[str, str]
+        )
         """The devices not deleted, by id."""
         self._password_hashes: dict[str, str] = {}
         self._offline_at: dict[str, str] = {}
@@ -427,7 +428,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
             case ListDevices(limit=limit, cursor=cursor):
                 return self._list(limit, cursor)
             case ListAllDevices():
-                return sorted(self._devices.values(), key=lambda d: (d.created_at, d.device_id))
+                return self._devices.ordered()
             case DeleteDevice():
                 return await self._delete(message)
             case SetDeviceAlbums():
@@ -534,9 +535,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
         return device
 
     def _list(self, limit: int, cursor: str | None) -> DevicePage:
-        page, next_cursor = page_of(
-            self._devices.values(), lambda d: (d.created_at, d.device_id), limit, cursor
-        )
+        page, next_cursor = self._devices.page(limit, cursor)
         return DevicePage(items=page, next_cursor=next_cursor)
 
     async def _delete(self, message: DeleteDevice) -> None:

@@ -14,8 +14,16 @@ import base64
 import binascii
 import bisect
 import itertools
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    Sequence,
+    ValuesView,
+)
+from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -25,6 +33,7 @@ from ._store import Params, Store
 
 T = TypeVar("T")
 K = TypeVar("K", bound=tuple[Any, ...])
+D = TypeVar("D")
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -102,6 +111,28 @@ class SortedRecords(MutableMapping[str, T], Generic[T, K]):
 
     def __contains__(self, record_id: object) -> bool:
         return record_id in self._by_id
+
+    @overload
+    def get(self, record_id: str, /) -> T | None: ...
+    @overload
+    def get(self, record_id: str, /, default: T | D) -> T | D: ...
+    def get(self, record_id: str, /, default: object = None) -> object:
+        return self._by_id.get(record_id, default)
+
+    def values(self) -> ValuesView[T]:
+        return self._by_id.values()
+
+    def items(self) -> ItemsView[str, T]:
+        return self._by_id.items()
+
+    def clear(self) -> None:
+        self._by_id.clear()
+        self._keys.clear()
+        self._values.clear()
+
+    def ordered(self) -> list[T]:
+        """Every record, in key order (oldest first)."""
+        return list(self._values)
 
     def _unsort(self, record: T) -> None:
         i = bisect.bisect_left(self._keys, self._key(record))
