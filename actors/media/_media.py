@@ -47,7 +47,7 @@ from actors.events import (
     utc_now,
 )
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.store import Entry, SortedRecords, Store, Transaction
+from actors.store import Entry, Rows, SortedRecords, Store, Transaction
 from supervision import Actor
 
 from ._messages import (
@@ -141,6 +141,7 @@ MEDIA_MIGRATIONS = (
 """The ``media`` schema (seed table names). ``photo_metadata.sha256`` names the original blob;
 ``ai_metadata`` is the analysis as JSON, NULL until ``file.uploaded.with_ai`` arrives."""
 
+SCHEDULES = Rows(Schedule)
 _encode = msgspec.json.Encoder().encode
 _decode_ai = msgspec.json.Decoder(AiMetadata).decode
 
@@ -314,21 +315,9 @@ class MediaCache(Actor[MediaMessage]):
             "SELECT playlist_id, file_id FROM playlist_items ORDER BY playlist_id, position"
         ):
             self._playlists[playlist_id].file_ids.append(file_id)
-        for row in await store.fetch_all(
-            "SELECT schedule_id, owner_id, frame_id, playlist_id, interval_s, shuffle, "
-            "quiet_start, quiet_end, created_at FROM rotation_schedules"
+        for schedule in SCHEDULES.all(
+            await store.fetch_all(f"SELECT {SCHEDULES.columns} FROM rotation_schedules")
         ):
-            schedule = Schedule(
-                schedule_id=row[0],
-                owner_id=row[1],
-                frame_id=row[2],
-                playlist_id=row[3],
-                interval_s=row[4],
-                shuffle=bool(row[5]),
-                quiet_start=row[6],
-                quiet_end=row[7],
-                created_at=row[8],
-            )
             self._schedules[schedule.schedule_id] = schedule
         self._consumer = await self._journal.consume(
             "media",
@@ -812,22 +801,7 @@ class MediaCache(Actor[MediaMessage]):
             created_at=utc_now(),
         )
         async with self._store.transaction() as tx:
-            tx.execute(
-                "INSERT INTO rotation_schedules (schedule_id, owner_id, frame_id, playlist_id, "
-                "interval_s, shuffle, quiet_start, quiet_end, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    schedule.schedule_id,
-                    schedule.owner_id,
-                    schedule.frame_id,
-                    schedule.playlist_id,
-                    schedule.interval_s,
-                    int(schedule.shuffle),
-                    schedule.quiet_start,
-                    schedule.quiet_end,
-                    schedule.created_at,
-                ),
-            )
+            tx.execute(SCHEDULES.insert("rotation_schedules"), SCHEDULES.values(schedule))
         self._schedules[schedule.schedule_id] = schedule
         return schedule
 

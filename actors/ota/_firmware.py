@@ -27,7 +27,7 @@ from ._checks import (
     check_version,
 )
 from ._messages import Firmware, FirmwareFile, FirmwarePage, FirmwareStaging, StoreFirmware
-from ._tables import INSERT_FIRMWARE, firmware_row
+from ._tables import FIRMWARE, INSERT_FIRMWARE
 
 log = logging.getLogger("framehub.ota")
 
@@ -123,7 +123,7 @@ class FirmwareCatalogue:
             uploaded_by=message.user_id,
         )
         tx = Transaction()
-        tx.execute(INSERT_FIRMWARE, firmware_row(firmware))
+        tx.execute(INSERT_FIRMWARE, FIRMWARE.values(firmware))
         tx.publish(
             FirmwareUploaded(
                 audit=audit_of(message.user_id),

@@ -14,27 +14,31 @@ msgspec JSON text. A field the table stores differently, or not at all, is left 
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-T = TypeVar("T", bound=msgspec.Struct)
+T = TypeVar("T")
 
 _Convert = Callable[[Any], Any]
 
 
 class Rows(Generic[T]):
-    """How records of the Struct ``T`` are stored as rows of one table.
+    """How records of the Struct (or dataclass) ``T`` are stored as rows of one table.
 
     ``renames`` maps a field to its column (or any SQL expression, in a SELECT) where the two
     differ; ``omit`` leaves fields out. Build one per Struct at import time: the reader is
     generated once, so reading a row costs what a hand-written constructor call does.
     """
 
-    __slots__ = ("_fields", "_read", "_write", "columns", "placeholders", "type")
+    __slots__ = ("_fields", "_read_with", "_write", "columns", "of", "placeholders", "type")
 
-    _read: Callable[[Sequence[Any]], T]
+    of: Callable[[Sequence[Any]], T]
+    """The record in a row (its first ``len(self)`` values; more may follow)."""
+    _read_with: Callable[[Sequence[Any], dict[str, Any]], T]
 
     def __init__(
         self,
@@ -44,17 +48,18 @@ class Rows(Generic[T]):
         omit: Collection[str] = (),
     ) -> None:
         renames = renames or {}
-        fields = [f for f in msgspec.structs.fields(type_) if f.name not in omit]
-        unknown = (set(renames) | set(omit)) - {f.name for f in msgspec.structs.fields(type_)}
+        every = _fields_of(type_)
+        unknown = (set(renames) | set(omit)) - set(every)
         if unknown:
             raise ValueError(f"{type_.__name__} has no fields {sorted(unknown)}")
+        fields = [(name, hint) for name, hint in every.items() if name not in omit]
         self.type = type_
-        self._fields = tuple(f.name for f in fields)
-        self.columns = ", ".join(renames.get(f.name, f.name) for f in fields)
+        self._fields = tuple(name for name, _ in fields)
+        self.columns = ", ".join(renames.get(name, name) for name, _ in fields)
         """The SELECT list (and, without renames to expressions, the INSERT column list)."""
         self.placeholders = ", ".join("?" * len(fields))
-        self._read = _compile_reader(type_, fields)
-        writers = [_writer(f.type) for f in fields]
+        self.of, self._read_with = _compile_readers(type_, fields)
+        writers = [_writer(hint) for _, hint in fields]
         self._write: tuple[tuple[int, _Convert], ...] = tuple(
             (i, w) for i, w in enumerate(writers) if w is not None
         )
@@ -62,12 +67,12 @@ class Rows(Generic[T]):
     def __len__(self) -> int:
         return len(self._fields)
 
-    def of(self, row: Sequence[Any]) -> T:
-        """The record in ``row`` (its first ``len(self)`` values; more may follow)."""
-        return self._read(row)
+    def of_with(self, row: Sequence[Any], **omitted: Any) -> T:
+        """``of(row)`` with fields the table does not hold given by the caller."""
+        return self._read_with(row, omitted)
 
     def all(self, rows: Iterable[Sequence[Any]]) -> list[T]:
-        return list(map(self._read, rows))
+        return list(map(self.of, rows))
 
     def values(self, record: T) -> tuple[Any, ...]:
         """What to bind to ``placeholders`` to write ``record``."""
@@ -115,30 +120,44 @@ def _is_bool(annotation: Any) -> bool:
     return isinstance(info, msgspec.inspect.BoolType)
 
 
-def _compile_reader(
-    type_: type[T], fields: Sequence[msgspec.structs.FieldInfo]
-) -> Callable[[Sequence[Any]], T]:
-    """A function ``row -> T`` as fast as a hand-written positional constructor call.
+def _fields_of(type_: type[Any]) -> dict[str, Any]:
+    """The fields a Struct or dataclass is constructed with, and their types."""
+    if isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+        names = type_.__struct_fields__
+    elif dataclasses.is_dataclass(type_):
+        names = tuple(f.name for f in dataclasses.fields(type_) if f.init)
+    else:
+        raise TypeError(f"{type_!r} is neither a Struct nor a dataclass")
+    hints = typing.get_type_hints(type_)
+    return {name: hints[name] for name in names}
+
+
+def _compile_readers(
+    type_: type[T], fields: Sequence[tuple[str, Any]]
+) -> tuple[Callable[[Sequence[Any]], T], Callable[[Sequence[Any], dict[str, Any]], T]]:
+    """Functions ``row -> T`` (and ``row, omitted -> T``) as fast as a hand-written
+    positional constructor call.
 
     Measured on a photo's row: 0.3 µs, against 1.4 µs for ``msgspec.convert`` of a dict and
     1.6 µs for a generic loop over field converters.
     """
     scope: dict[str, Any] = {"_T": type_}
     arguments = []
-    for i, field in enumerate(fields):
+    for i, (name, hint) in enumerate(fields):
         value = f"row[{i}]"
-        json_type = _stored_as_json(field.type)
+        json_type = _stored_as_json(hint)
         if json_type is not None:
             scope[f"_decode{i}"] = msgspec.json.Decoder(json_type).decode
             value = f"_decode{i}({value})"
-        elif _is_bool(field.type):
+        elif _is_bool(hint):
             value = f"bool({value})"
-        if value != f"row[{i}]" and _is_optional(field.type):
+        if value != f"row[{i}]" and _is_optional(hint):
             value = f"(None if row[{i}] is None else {value})"
-        arguments.append(f"{field.name}={value}")
-    exec(f"def of(row):\n    return _T({', '.join(arguments)})\n", scope)
-    reader: Callable[[Sequence[Any]], T] = scope["of"]
-    return reader
+        arguments.append(f"{name}={value}")
+    call = f"_T({', '.join(arguments)}"
+    exec(f"def of(row):\n    return {call})\n", scope)
+    exec(f"def of_with(row, omitted):\n    return {call}, **omitted)\n", scope)
+    return scope["of"], scope["of_with"]
 
 
 def _is_optional(annotation: Any) -> bool:
