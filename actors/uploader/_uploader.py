@@ -201,6 +201,7 @@ class OriginalBlob(msgspec.Struct, frozen=True, kw_only=True):
 
 
 FILES = Rows(FileRecord)
+_STORED = Rows(StoredPhoto, omit={"sha256", "created"})
 _NEWEST_FILES = Keyset("seq", key_type=tuple[int], newest_first=True)
 _decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
 _encode = msgspec.json.encode
@@ -293,19 +294,11 @@ class Uploader(Actor[UploaderMessage]):
             raise
         sha256 = await self._blobs.put_file(staged)
         row = await self._store.fetch_one(
-            "SELECT file_id, file_name, content_type, file_size FROM files "
-            "WHERE user_id = ? AND sha256 = ? AND deleted = 0",
+            f"SELECT {_STORED.columns} FROM files WHERE user_id = ? AND sha256 = ? AND deleted = 0",
             (message.user_id, sha256),
         )
         if row is not None:
-            return StoredPhoto(
-                file_id=row[0],
-                file_name=row[1],
-                content_type=row[2],
-                file_size=row[3],
-                sha256=sha256,
-                created=False,
-            )
+            return _STORED.of_with(row, sha256=sha256, created=False)
         file_id = new_id()
         file_name = clean_file_name(message.file_name, info.content_type)
         seq = self._next_seq
