@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import msgspec
@@ -114,3 +115,22 @@ async def test_records_round_trip_through_sqlite_exactly(tmp_path: Path) -> None
             "ORDER BY photo_id"
         )
         assert types == [("integer", "null", "text"), ("integer", "integer", "text")]
+
+
+@dataclasses.dataclass
+class Rollout:
+    rollout_id: str
+    photo: Photo
+    paused: bool = False
+    seen: set[str] = dataclasses.field(default_factory=set)
+
+
+def test_a_dataclass_reads_back_with_the_fields_its_table_does_not_hold() -> None:
+    rollouts = Rows(Rollout, omit={"photo", "seen"})
+    assert rollouts.columns == "rollout_id, paused"
+    photo = Photo(photo_id="p1", width=1, ratio=1.0, favourite=False)
+    rollout = rollouts.of_with(("r1", 1, "p1"), photo=photo)
+    assert rollout == Rollout("r1", photo, paused=True)
+    assert rollouts.values(rollout) == ("r1", 1)
+    with pytest.raises(TypeError):
+        Rows(dict)
