@@ -21,7 +21,7 @@ import msgspec
 
 from actors.errors import Conflict, Invalid, Unauthorized
 from actors.events import new_id
-from actors.store import Store, StoreError, Transaction
+from actors.store import Rows, Store, StoreError, Transaction
 from supervision import Actor, Request
 
 from ._principal import Principal
@@ -64,8 +64,17 @@ zero-width and bidi controls, line separators), no white space at either end. Th
 puts it in its schema; ``check_name`` applies the same rule."""
 _FORBIDDEN_CHAR = re.compile(f"[{_FORBIDDEN}]")
 
-_ACTIVE_TOKENS = """
-    SELECT t.token_hash, t.kind, t.principal_id, coalesce(u.name, t.name), coalesce(u.admin, 0)
+_PRINCIPALS = Rows(
+    Principal,
+    renames={
+        "kind": "t.kind",
+        "id": "t.principal_id",
+        "name": "coalesce(u.name, t.name)",
+        "admin": "coalesce(u.admin, 0)",
+    },
+)
+_ACTIVE_TOKENS = f"""
+    SELECT {_PRINCIPALS.columns}, t.token_hash
     FROM api_tokens AS t
     LEFT JOIN users AS u ON t.kind = 'user' AND u.user_id = t.principal_id
     WHERE t.revoked_at IS NULL AND (t.kind = 'frame' OR u.user_id IS NOT NULL)
@@ -135,6 +144,9 @@ class UserSummary(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     name: str
     admin: bool
+
+
+_USERS = Rows(UserSummary)
 
 
 AccountsMessage = CreateUser | Authenticate | IssueFrameToken | RevokeTokens | ListUsers
@@ -214,10 +226,6 @@ async def create_user(
     return NewUser(user_id=user_id, name=name, admin=admin, token=token)
 
 
-def _principal(row: tuple[Any, ...]) -> Principal:
-    return Principal(kind=row[1], id=str(row[2]), name=str(row[3]), admin=bool(row[4]))
-
-
 # -- the actor ---------------------------------------------------------------------------------
 
 
@@ -231,7 +239,7 @@ class Accounts(Actor[AccountsMessage]):
     async def on_start(self) -> None:
         await migrate_accounts(self._store)
         rows = await self._store.fetch_all(_ACTIVE_TOKENS)
-        self._principals = {str(row[0]): _principal(row) for row in rows}
+        self._principals = {str(row[-1]): _PRINCIPALS.of(row) for row in rows}
 
     async def receive(self, message: AccountsMessage) -> Any:
         match message:
@@ -254,19 +262,19 @@ class Accounts(Actor[AccountsMessage]):
         if principal is None:
             # Issued by another process (the command line) since on_start: one read.
             row = await self._store.fetch_one(f"{_ACTIVE_TOKENS} AND t.token_hash = ?", (digest,))
-            if row is None or not hmac.compare_digest(str(row[0]), digest):
+            if row is None or not hmac.compare_digest(str(row[-1]), digest):
                 raise Unauthorized("the token is not valid")
-            principal = _principal(row)
+            principal = _PRINCIPALS.of(row)
             self._principals[digest] = principal
         return principal
 
     async def _users(self, admins_only: bool) -> list[UserSummary]:
         rows = await self._store.fetch_all(
-            "SELECT user_id, name, admin FROM users WHERE (? = 0 OR admin = 1) "
+            f"SELECT {_USERS.columns} FROM users WHERE (? = 0 OR admin = 1) "
             "ORDER BY created_at, user_id",
             (int(admins_only),),
         )
-        return [UserSummary(user_id=row[0], name=row[1], admin=bool(row[2])) for row in rows]
+        return _USERS.all(rows)
 
     async def _issue_frame_token(self, frame_id: str, name: str) -> str:
         if not frame_id:

@@ -34,8 +34,7 @@ from actors.events import (
     utc_now,
 )
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.paging import DEFAULT_PAGE, page_of
-from actors.store import Entry, Store, Transaction
+from actors.store import DEFAULT_PAGE, Entry, SortedRecords, Store, Transaction
 from supervision import Actor, Request
 
 log = logging.getLogger("framehub.album")
@@ -269,7 +268,9 @@ class Album(Actor[AlbumMessage]):
         self._store = store
         self._journal = journal
         self._consumer: Consumer | None = None
-        self._albums: dict[str, _Album] = {}
+        self._albums: SortedRecords[_Album, tuple[str, str]] = SortedRecords(
+            lambda a: (a.created_at, a.album_id), tuple[str, str]
+        )
         self._owners: dict[str, str] = {}
         """file_id -> owner_id of every file this actor has heard of."""
         self._albums_of: dict[str, set[str]] = {}
@@ -350,8 +351,7 @@ class Album(Actor[AlbumMessage]):
         return album.info()
 
     def _list(self, user_id: str, limit: int, cursor: str | None) -> AlbumPage:
-        mine = (a for a in self._albums.values() if a.owner_id == user_id)
-        page, next_cursor = page_of(mine, lambda a: (a.created_at, a.album_id), limit, cursor)
+        page, next_cursor = self._albums.page(limit, cursor, lambda a: a.owner_id == user_id)
         return AlbumPage(items=[a.info() for a in page], next_cursor=next_cursor)
 
     async def _delete(self, message: DeleteAlbum) -> None:

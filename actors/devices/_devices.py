@@ -48,8 +48,7 @@ from actors.events import (
 )
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.media import MAX_FRAME_SIDE
-from actors.paging import DEFAULT_PAGE, page_of
-from actors.store import Entry, Store, Transaction
+from actors.store import DEFAULT_PAGE, Entry, Rows, SortedRecords, Store, Transaction
 from supervision import Actor, ActorCrashed, ActorRef, DomainError, Request
 
 from ._access import FrameAccess, FrameAccessSink, hash_password
@@ -320,10 +319,9 @@ async def read_frame_access(store: Store) -> list[FrameAccess]:
 
 # -- the actor ---------------------------------------------------------------------------------
 
-_COLUMNS = (
-    "device_id, name, model, hw_version, width, height, orientation, created_at, "
-    "mqtt_username, mqtt_password_hash, firmware_version, last_seen, active, offline_at"
-)
+DEVICES = Rows(Device, omit={"album_ids"})
+"""A ``devices`` row is a ``Device`` (its albums are in ``device_albums``), then the frame's
+``mqtt_password_hash``, ``offline_at`` and ``deleted``."""
 
 
 class DeviceRegistry(Actor[DeviceMessage]):
@@ -354,7 +352,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
         self._album = album
         self._send_access = access
         self._consumer: Consumer | None = None
-        self._devices: dict[str, Device] = {}
+        self._devices: SortedRecords[Device, tuple[str, str]] = SortedRecords(
+            lambda d: (d.created_at, d.device_id), tuple[str, str]
+        )
         """The devices not deleted, by id."""
         self._password_hashes: dict[str, str] = {}
         self._offline_at: dict[str, str] = {}
@@ -369,26 +369,18 @@ class DeviceRegistry(Actor[DeviceMessage]):
             "SELECT device_id, album_id FROM device_albums ORDER BY device_id, position"
         ):
             albums.setdefault(device_id, []).append(album_id)
-        for row in await self._store.fetch_all(f"SELECT {_COLUMNS} FROM devices WHERE deleted = 0"):
-            device = Device(
-                device_id=row[0],
-                name=row[1],
-                model=row[2],
-                hw_version=row[3],
-                width=row[4],
-                height=row[5],
-                orientation=row[6],
-                created_at=row[7],
-                mqtt_username=row[8],
-                firmware_version=row[10],
-                last_seen=row[11],
-                active=bool(row[12]),
-                album_ids=albums.get(row[0], []),
-            )
+        for row in await self._store.fetch_all(
+            f"SELECT {DEVICES.columns}, mqtt_password_hash, offline_at FROM devices "
+            "WHERE deleted = 0"
+        ):
+            device = DEVICES.of(row)
+            if device.device_id in albums:
+                device = msgspec.structs.replace(device, album_ids=albums[device.device_id])
             self._devices[device.device_id] = device
-            self._password_hashes[device.device_id] = row[9]
-            if row[13] is not None:
-                self._offline_at[device.device_id] = row[13]
+            password_hash, offline_at = row[len(DEVICES) :]
+            self._password_hashes[device.device_id] = password_hash
+            if offline_at is not None:
+                self._offline_at[device.device_id] = offline_at
         await self._push_access(self._access())
         self._consumer = await self._journal.consume(
             "devices",
@@ -427,7 +419,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
             case ListDevices(limit=limit, cursor=cursor):
                 return self._list(limit, cursor)
             case ListAllDevices():
-                return sorted(self._devices.values(), key=lambda d: (d.created_at, d.device_id))
+                return self._devices.ordered()
             case DeleteDevice():
                 return await self._delete(message)
             case SetDeviceAlbums():
@@ -458,20 +450,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
         await self._push_access([*self._access(), self._access_of(device, password_hash)])
         async with self._store.transaction() as tx:
             tx.execute(
-                f"INSERT INTO devices ({_COLUMNS}, deleted) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, NULL, 0)",
-                (
-                    device.device_id,
-                    device.name,
-                    device.model,
-                    device.hw_version,
-                    device.width,
-                    device.height,
-                    device.orientation,
-                    device.created_at,
-                    device.mqtt_username,
-                    password_hash,
-                ),
+                f"INSERT INTO devices ({DEVICES.columns}, mqtt_password_hash, offline_at, deleted) "
+                f"VALUES ({DEVICES.placeholders}, ?, NULL, 0)",
+                (*DEVICES.values(device), password_hash),
             )
             tx.publish(
                 DeviceRegistered(
@@ -534,9 +515,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
         return device
 
     def _list(self, limit: int, cursor: str | None) -> DevicePage:
-        page, next_cursor = page_of(
-            self._devices.values(), lambda d: (d.created_at, d.device_id), limit, cursor
-        )
+        page, next_cursor = self._devices.page(limit, cursor)
         return DevicePage(items=page, next_cursor=next_cursor)
 
     async def _delete(self, message: DeleteDevice) -> None:

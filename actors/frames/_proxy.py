@@ -61,7 +61,7 @@ from actors.events import (
 )
 from actors.http import PublicUrl
 from actors.media import GetFrameSchedule, GetFrameVersion, MediaMessage, Schedule, VersionBlob
-from actors.store import Store, Transaction
+from actors.store import Rows, Store, Transaction
 from config import FramesSettings
 from supervision import Actor, ActorRef, AskTimeout, DeferredReply, DomainError, Request
 
@@ -224,7 +224,8 @@ class Twin(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encode = msgspec.json.encode
-_decode_args = msgspec.json.Decoder(dict[str, str]).decode
+_COMMANDS = Rows(CommandView)
+"""A ``frame_commands`` row is a ``CommandView``, then its ``deadline``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,22 +303,15 @@ class FrameProxy(Actor[ProxyMessage]):
             ) = row
             self._online = bool(online)
         now = time.time()
-        for command_id, command, args, created_at, deadline in await self._store.fetch_all(
-            "SELECT command_id, command, args, created_at, deadline FROM frame_commands "
+        for row in await self._store.fetch_all(
+            f"SELECT {_COMMANDS.columns}, deadline FROM frame_commands "
             "WHERE frame_id = ? AND state = 'pending'",
             (self._frame_id,),
         ):
-            self._pending[command_id] = CommandView(
-                command_id=command_id,
-                frame_id=self._frame_id,
-                command=command,
-                args=_decode_args(args),
-                state="pending",
-                error="",
-                created_at=created_at,
-                finished_at=None,
-            )
-            self.context.send_after(max(0.0, deadline - now), _CommandDeadline(command_id))
+            view = _COMMANDS.of(row)
+            self._pending[view.command_id] = view
+            deadline = row[len(_COMMANDS)]
+            self.context.send_after(max(0.0, deadline - now), _CommandDeadline(view.command_id))
         # An answer may have been lost with the previous incarnation: ask again at the next beat.
         self._reissue_due = bool(self._pending)
         if self._online:
@@ -700,16 +694,9 @@ class FrameProxy(Actor[ProxyMessage]):
         audit = Audit.system("frames") if message.user_id is None else Audit.user(message.user_id)
         async with self._store.transaction() as tx:
             tx.execute(
-                "INSERT INTO frame_commands (command_id, frame_id, command, args, state, "
-                "created_at, deadline) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (
-                    view.command_id,
-                    self._frame_id,
-                    view.command,
-                    _encode(args).decode(),
-                    view.created_at,
-                    time.time() + timeout,
-                ),
+                f"INSERT INTO frame_commands ({_COMMANDS.columns}, deadline) "
+                f"VALUES ({_COMMANDS.placeholders}, ?)",
+                (*_COMMANDS.values(view), time.time() + timeout),
             )
             tx.publish(
                 FrameCommandIssued(
@@ -777,23 +764,12 @@ class FrameProxy(Actor[ProxyMessage]):
         if view is not None:
             return view
         row = await self._store.fetch_one(
-            "SELECT command, args, state, error, created_at, finished_at FROM frame_commands "
-            "WHERE command_id = ? AND frame_id = ?",
+            f"SELECT {_COMMANDS.columns} FROM frame_commands WHERE command_id = ? AND frame_id = ?",
             (command_id, self._frame_id),
         )
         if row is None:
             raise NotFound(f"no command {command_id} for frame {self._frame_id}")
-        command, args, state, error, created_at, finished_at = row
-        return CommandView(
-            command_id=command_id,
-            frame_id=self._frame_id,
-            command=command,
-            args=_decode_args(args),
-            state=state,
-            error=error,
-            created_at=created_at,
-            finished_at=finished_at,
-        )
+        return _COMMANDS.of(row)
 
 
 def _display(schedule: Schedule | None) -> wire.DisplaySettings:

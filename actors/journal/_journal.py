@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from actors.events import AnyEvent, Event, rfc3339
-from actors.store import Entry, Store, Transaction
+from actors.store import Entry, Rows, Store, Transaction
 from supervision import Actor, ActorContext, DomainError, Request
 
 from ._bus import Bus
@@ -33,6 +33,10 @@ class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int
     parked_at: str
     replay_requested: bool
+
+
+_PARKED = Rows(ParkedEvent, renames={"event": "name"}, omit={"parked_at"})
+"""A ``journal_dead_letters`` row; ``parked_at`` is stored as Unix time."""
 
 
 class UnknownDeadLetter(DomainError):
@@ -86,23 +90,11 @@ class Journal:
 
     async def dead_letters(self, subscriber: str | None = None) -> list[ParkedEvent]:
         rows = await self.store.fetch_all(
-            "SELECT id, subscriber, seq, name, error, attempts, parked_at, replay_requested "
-            "FROM journal_dead_letters WHERE (? IS NULL OR subscriber = ?) ORDER BY id",
+            f"SELECT {_PARKED.columns}, parked_at FROM journal_dead_letters "
+            "WHERE (? IS NULL OR subscriber = ?) ORDER BY id",
             (subscriber, subscriber),
         )
-        return [
-            ParkedEvent(
-                id=row[0],
-                subscriber=row[1],
-                seq=row[2],
-                event=row[3],
-                error=row[4],
-                attempts=row[5],
-                parked_at=rfc3339(row[6]),
-                replay_requested=bool(row[7]),
-            )
-            for row in rows
-        ]
+        return [_PARKED.of_with(row, parked_at=rfc3339(row[-1])) for row in rows]
 
     async def request_replay(self, letter_id: int) -> ParkedEvent:
         """Mark a dead letter for replay; its subscriber, if running, is woken at once."""

@@ -47,8 +47,7 @@ from actors.events import (
     utc_now,
 )
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.paging import page_of
-from actors.store import Entry, Store, Transaction
+from actors.store import Entry, Rows, SortedRecords, Store, Transaction
 from supervision import Actor
 
 from ._messages import (
@@ -142,6 +141,7 @@ MEDIA_MIGRATIONS = (
 """The ``media`` schema (seed table names). ``photo_metadata.sha256`` names the original blob;
 ``ai_metadata`` is the analysis as JSON, NULL until ``file.uploaded.with_ai`` arrives."""
 
+SCHEDULES = Rows(Schedule)
 _encode = msgspec.json.Encoder().encode
 _decode_ai = msgspec.json.Decoder(AiMetadata).decode
 
@@ -267,15 +267,21 @@ class MediaCache(Actor[MediaMessage]):
         """Where the uploader keeps originals (read only here); versions go to ``blobs``."""
         self._limiter = limiter
         self._consumer: Consumer | None = None
-        self._photos: dict[str, _Photo] = {}
+        self._photos: SortedRecords[_Photo, tuple[str, str]] = SortedRecords(
+            lambda p: (p.created_at, p.file_id), tuple[str, str], newest_first=True
+        )
         self._version_refs: Counter[str] = Counter()
         """sha256 -> how many ``photo_versions`` rows name that blob."""
         self._originals: Counter[str] = Counter()
         """sha256 -> how many photos have it as their original (never deleted here)."""
         self._cached_on: dict[str, set[str]] = {}
         """frame_id -> the photos with a version cached for it."""
-        self._playlists: dict[str, _Playlist] = {}
-        self._schedules: dict[str, Schedule] = {}
+        self._playlists: SortedRecords[_Playlist, tuple[str, str]] = SortedRecords(
+            lambda p: (p.created_at, p.playlist_id), tuple[str, str]
+        )
+        self._schedules: SortedRecords[Schedule, tuple[str, str]] = SortedRecords(
+            lambda s: (s.created_at, s.schedule_id), tuple[str, str]
+        )
         self._unreferenced: set[str] = set()
         """Version blobs whose last row went away in a committed transaction."""
 
@@ -309,21 +315,9 @@ class MediaCache(Actor[MediaMessage]):
             "SELECT playlist_id, file_id FROM playlist_items ORDER BY playlist_id, position"
         ):
             self._playlists[playlist_id].file_ids.append(file_id)
-        for row in await store.fetch_all(
-            "SELECT schedule_id, owner_id, frame_id, playlist_id, interval_s, shuffle, "
-            "quiet_start, quiet_end, created_at FROM rotation_schedules"
+        for schedule in SCHEDULES.all(
+            await store.fetch_all(f"SELECT {SCHEDULES.columns} FROM rotation_schedules")
         ):
-            schedule = Schedule(
-                schedule_id=row[0],
-                owner_id=row[1],
-                frame_id=row[2],
-                playlist_id=row[3],
-                interval_s=row[4],
-                shuffle=bool(row[5]),
-                quiet_start=row[6],
-                quiet_end=row[7],
-                created_at=row[8],
-            )
             self._schedules[schedule.schedule_id] = schedule
         self._consumer = await self._journal.consume(
             "media",
@@ -346,9 +340,8 @@ class MediaCache(Actor[MediaMessage]):
                 (view,) = await self._views([photo], base_url)
                 return view
             case ListPhotos(user_id=user_id, base_url=base_url, limit=limit, cursor=cursor):
-                mine = (p for p in self._photos.values() if p.owner_id == user_id)
-                photos, next_cursor = page_of(
-                    mine, lambda p: (p.created_at, p.file_id), limit, cursor, newest_first=True
+                photos, next_cursor = self._photos.page(
+                    limit, cursor, lambda p: p.owner_id == user_id
                 )
                 return PhotoPage(items=await self._views(photos, base_url), next_cursor=next_cursor)
             case GetVersion():
@@ -362,9 +355,8 @@ class MediaCache(Actor[MediaMessage]):
             case GetPlaylist(user_id=user_id, playlist_id=playlist_id):
                 return self._playlist(user_id, playlist_id).view()
             case ListPlaylists(user_id=user_id, limit=limit, cursor=cursor):
-                mine_lists = (p for p in self._playlists.values() if p.owner_id == user_id)
-                playlists, next_cursor = page_of(
-                    mine_lists, lambda p: (p.created_at, p.playlist_id), limit, cursor
+                playlists, next_cursor = self._playlists.page(
+                    limit, cursor, lambda p: p.owner_id == user_id
                 )
                 return PlaylistPage(items=[p.view() for p in playlists], next_cursor=next_cursor)
             case DeletePlaylist(user_id=user_id, playlist_id=playlist_id):
@@ -372,13 +364,10 @@ class MediaCache(Actor[MediaMessage]):
             case CreateSchedule():
                 return await self._create_schedule(message)
             case ListSchedules(user_id=user_id, frame_id=frame_id, limit=limit, cursor=cursor):
-                mine_schedules = (
-                    s
-                    for s in self._schedules.values()
-                    if s.owner_id == user_id and frame_id in (None, s.frame_id)
-                )
-                schedules, next_cursor = page_of(
-                    mine_schedules, lambda s: (s.created_at, s.schedule_id), limit, cursor
+                schedules, next_cursor = self._schedules.page(
+                    limit,
+                    cursor,
+                    lambda s: s.owner_id == user_id and frame_id in (None, s.frame_id),
                 )
                 return SchedulePage(items=schedules, next_cursor=next_cursor)
             case GetFrameSchedule(frame_id=frame_id):
@@ -812,22 +801,7 @@ class MediaCache(Actor[MediaMessage]):
             created_at=utc_now(),
         )
         async with self._store.transaction() as tx:
-            tx.execute(
-                "INSERT INTO rotation_schedules (schedule_id, owner_id, frame_id, playlist_id, "
-                "interval_s, shuffle, quiet_start, quiet_end, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    schedule.schedule_id,
-                    schedule.owner_id,
-                    schedule.frame_id,
-                    schedule.playlist_id,
-                    schedule.interval_s,
-                    int(schedule.shuffle),
-                    schedule.quiet_start,
-                    schedule.quiet_end,
-                    schedule.created_at,
-                ),
-            )
+            tx.execute(SCHEDULES.insert("rotation_schedules"), SCHEDULES.values(schedule))
         self._schedules[schedule.schedule_id] = schedule
         return schedule
 

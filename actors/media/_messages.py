@@ -11,7 +11,7 @@ import msgspec
 from actors.errors import Invalid
 from actors.events import AiMetadata
 from actors.journal import JournalNudge
-from actors.paging import DEFAULT_PAGE
+from actors.store import DEFAULT_PAGE
 from supervision import Request
 
 MAX_NAME_LENGTH = 100

@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from actors.paging import DEFAULT_PAGE
+from actors.store import DEFAULT_PAGE
 from supervision import Request
 
 Severity = Literal["info", "warning", "critical"]

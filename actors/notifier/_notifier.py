@@ -33,11 +33,10 @@ import msgspec
 
 from actors.accounts import AccountsMessage, ListUsers
 from actors.devices import DeviceMessage, GetDevice
-from actors.errors import BadRequest, NotFound
+from actors.errors import NotFound
 from actors.events import AlertRuleCreated, CampaignCreated, Event, new_id, rfc3339, utc_now
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.paging import check_limit
-from actors.store import Entry, Store, Transaction
+from actors.store import Entry, Keyset, Rows, Store, Transaction, check_limit
 from config import NotifierSettings
 from supervision import Actor, ActorRef
 
@@ -128,10 +127,8 @@ NOTIFIER_MIGRATIONS = (
 ``seq`` its event's place in the journal (the order lists follow: events published in the same
 millisecond keep theirs); the deliveries' times are Unix times."""
 
-_COLUMNS = (
-    "notification_id, user_id, kind, title, body, severity, campaign_id, device_id, alert_id, "
-    "event_id, correlation_id, created_at, read_at"
-)
+NOTIFICATIONS = Rows(Notification)
+_NEWEST_NOTIFICATIONS = Keyset("seq", key_type=tuple[int], newest_first=True)
 
 _encode = msgspec.json.Encoder().encode
 
@@ -224,25 +221,27 @@ class Notifier(Actor[NotifierMessage]):
 
     async def _list(self, message: ListNotifications) -> NotificationPage:
         check_limit(message.limit)
-        before = _seq_of(message.cursor)
-        rows = await self._store.fetch_all(
-            f"SELECT {_COLUMNS}, seq FROM notifications "
-            "WHERE user_id = ? AND (? = 0 OR read_at IS NULL) AND (? IS NULL OR seq < ?) "
-            "ORDER BY seq DESC LIMIT ?",
-            (message.user_id, int(message.unread_only), before, before, message.limit + 1),
+        items, next_cursor = await _NEWEST_NOTIFICATIONS.page(
+            self._store,
+            NOTIFICATIONS.columns,
+            "notifications",
+            "user_id = ? AND read_at IS NULL" if message.unread_only else "user_id = ?",
+            (message.user_id,),
+            NOTIFICATIONS.of,
+            message.limit,
+            message.cursor,
         )
-        page = rows[: message.limit]
-        next_cursor = str(page[-1][-1]) if len(rows) > message.limit else None
-        return NotificationPage(items=[_notification(row) for row in page], next_cursor=next_cursor)
+        return NotificationPage(items=items, next_cursor=next_cursor)
 
     async def _mark_read(self, user_id: str, notification_id: str) -> Notification:
         where = "WHERE notification_id = ? AND user_id = ?"
         row = await self._store.fetch_one(
-            f"SELECT {_COLUMNS} FROM notifications {where}", (notification_id, user_id)
+            f"SELECT {NOTIFICATIONS.columns} FROM notifications {where}",
+            (notification_id, user_id),
         )
         if row is None:
             raise NotFound(f"no notification {notification_id}")
-        notification = _notification(row)
+        notification = NOTIFICATIONS.of(row)
         if notification.read_at is not None:
             return notification
         read_at = utc_now()
@@ -385,27 +384,9 @@ class Notifier(Actor[NotifierMessage]):
             for user_id in await self._admin_ids()
         ]
         tx.executemany(
-            f"INSERT INTO notifications ({_COLUMNS}, seq) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
-            "ON CONFLICT (user_id, event_id) DO NOTHING",
-            [
-                (
-                    n.notification_id,
-                    n.user_id,
-                    n.kind,
-                    n.title,
-                    n.body,
-                    n.severity,
-                    n.campaign_id,
-                    n.device_id,
-                    n.alert_id,
-                    n.event_id,
-                    n.correlation_id,
-                    n.created_at,
-                    seq,
-                )
-                for n in notifications
-            ],
+            f"INSERT INTO notifications ({NOTIFICATIONS.columns}, seq) VALUES "
+            f"({NOTIFICATIONS.placeholders}, ?) ON CONFLICT (user_id, event_id) DO NOTHING",
+            [(*NOTIFICATIONS.values(n), seq) for n in notifications],
         )
         feed = self._feed
 
@@ -455,30 +436,3 @@ class Notifier(Actor[NotifierMessage]):
             return ""
         self._frame_names[device_id] = device.name
         return device.name
-
-
-def _seq_of(cursor: str | None) -> int | None:
-    """The journal position a page starts below (the cursor is the last one shown)."""
-    if cursor is None:
-        return None
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
-        raise BadRequest("malformed cursor")
-    return int(cursor)
-
-
-def _notification(row: tuple[Any, ...]) -> Notification:
-    return Notification(
-        notification_id=row[0],
-        user_id=row[1],
-        kind=row[2],
-        title=row[3],
-        body=row[4],
-        severity=row[5],
-        campaign_id=row[6],
-        device_id=row[7],
-        alert_id=row[8],
-        event_id=row[9],
-        correlation_id=row[10],
-        created_at=row[11],
-        read_at=row[12],
-    )

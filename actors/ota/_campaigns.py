@@ -23,7 +23,7 @@ from actors.events import (
     utc_now,
 )
 from actors.http import PublicUrl
-from actors.paging import page_of
+from actors.store import SortedRecords
 
 from ._commands import Commands
 from ._messages import CampaignPage, CampaignState, DeviceState
@@ -48,13 +48,16 @@ class Campaigns:
         self.commands = commands
         self._public_url = public_url
         self._running_versions = running_versions
-        self._campaigns: dict[str, Campaign] = {}
+        self._campaigns: SortedRecords[Campaign, tuple[str, str]] = SortedRecords(
+            lambda c: (c.created_at, c.campaign_id), tuple[str, str], newest_first=True
+        )
         self._online: set[str] = set()
 
     def restore(self, campaigns: list[Campaign], online: set[str]) -> None:
         """Start again from what the tables hold: the commands in flight are followed anew
         and every frame owed a command is waiting for it."""
-        self._campaigns = {c.campaign_id: c for c in campaigns}
+        self._campaigns.clear()
+        self._campaigns.update((c.campaign_id, c) for c in campaigns)
         self._online = online
         self.commands.restore(campaigns)
         for c in campaigns:
@@ -75,13 +78,7 @@ class Campaigns:
 
     def page(self, limit: int, cursor: str | None) -> CampaignPage:
         """Newest first."""
-        campaigns, next_cursor = page_of(
-            self._campaigns.values(),
-            lambda c: (c.created_at, c.campaign_id),
-            limit,
-            cursor,
-            newest_first=True,
-        )
+        campaigns, next_cursor = self._campaigns.page(limit, cursor)
         return CampaignPage(items=[c.summary() for c in campaigns], next_cursor=next_cursor)
 
     def add(self, c: Campaign, changes: Changes, audit: Audit) -> None:

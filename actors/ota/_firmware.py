@@ -16,8 +16,7 @@ from actors.blobs import BlobStore
 from actors.devices import MAX_TEXT_LENGTH
 from actors.errors import Conflict, Invalid, NotFound, TooLarge
 from actors.events import FirmwareUploaded, new_id, utc_now
-from actors.paging import page_of
-from actors.store import Store, StoreError, Transaction
+from actors.store import SortedRecords, Store, StoreError, Transaction
 from config import OtaSettings
 
 from ._checks import (
@@ -28,7 +27,7 @@ from ._checks import (
     check_version,
 )
 from ._messages import Firmware, FirmwareFile, FirmwarePage, FirmwareStaging, StoreFirmware
-from ._tables import INSERT_FIRMWARE, firmware_row
+from ._tables import FIRMWARE, INSERT_FIRMWARE
 
 log = logging.getLogger("framehub.ota")
 
@@ -43,11 +42,14 @@ class FirmwareCatalogue:
         self._store = store
         self._blobs = blobs
         self._settings = settings
-        self._firmware: dict[str, Firmware] = {}
+        self._firmware: SortedRecords[Firmware, tuple[str, str]] = SortedRecords(
+            lambda f: (f.uploaded_at, f.firmware_id), tuple[str, str], newest_first=True
+        )
 
     def restore(self, firmware: list[Firmware]) -> None:
         """Start again from what the tables hold."""
-        self._firmware = {f.firmware_id: f for f in firmware}
+        self._firmware.clear()
+        self._firmware.update((f.firmware_id, f) for f in firmware)
 
     async def sweep_staging(self) -> None:
         """Remove the staged uploads a crash left behind."""
@@ -67,13 +69,7 @@ class FirmwareCatalogue:
 
     def page(self, limit: int, cursor: str | None) -> FirmwarePage:
         """Newest first."""
-        images, next_cursor = page_of(
-            self._firmware.values(),
-            lambda f: (f.uploaded_at, f.firmware_id),
-            limit,
-            cursor,
-            newest_first=True,
-        )
+        images, next_cursor = self._firmware.page(limit, cursor)
         return FirmwarePage(items=images, next_cursor=next_cursor)
 
     def open(self, firmware_id: str) -> FirmwareFile:
@@ -127,7 +123,7 @@ class FirmwareCatalogue:
             uploaded_by=message.user_id,
         )
         tx = Transaction()
-        tx.execute(INSERT_FIRMWARE, firmware_row(firmware))
+        tx.execute(INSERT_FIRMWARE, FIRMWARE.values(firmware))
         tx.publish(
             FirmwareUploaded(
                 audit=audit_of(message.user_id),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.events import Event
-from actors.store import Store, Transaction
+from actors.store import Rows, Store, Transaction
 
 from ._messages import Firmware, HistoryEntry
 from ._rollout import Campaign, Target
@@ -83,66 +83,38 @@ OTA_MIGRATIONS = (
 )
 """The ``ota`` schema."""
 
-_FIRMWARE_COLUMNS = (
-    "firmware_id, version, model, min_hw_version, notes, sha256, size, file_name, "
-    "uploaded_at, uploaded_by"
+FIRMWARE = Rows(Firmware)
+_CAMPAIGNS = Rows(
+    Campaign, omit={"firmware", "targets", "by_device", "counts", "failures", "waiting"}
 )
-_CAMPAIGN_COLUMNS = (
-    "campaign_id, name, firmware_id, state, batch_size, current_batch, success_threshold, "
-    "failure_threshold, failure_threshold_percent, pause_reason, correlation_id, created_by, "
-    "created_at, updated_at, started_at, finished_at"
-)
-_TARGET_COLUMNS = (
-    "campaign_id, device_id, position, state, progress, error, attempts, command_id, command, "
-    "previous_version, acknowledged, updated_at"
-)
+"""A ``campaigns`` row is a ``Campaign`` without its targets, then its ``firmware_id``."""
+_TARGETS = Rows(Target, omit={"deadline"})
+"""A ``campaign_devices`` row is its ``campaign_id``, then a ``Target``."""
+_HISTORY = Rows(HistoryEntry)
 
 
-def _placeholders(columns: str) -> str:
-    return ", ".join("?" for _ in columns.split(","))
-
-
-def _updates(columns: str, key: tuple[str, ...]) -> str:
+def _upsert(table: str, columns: str, key: tuple[str, ...]) -> str:
     names = [c.strip() for c in columns.split(",")]
-    return ", ".join(f"{n} = excluded.{n}" for n in names if n not in key)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+        + ", ".join(f"{n} = excluded.{n}" for n in names if n not in key)
+    )
 
 
-INSERT_FIRMWARE = (
-    f"INSERT INTO firmware ({_FIRMWARE_COLUMNS}) VALUES ({_placeholders(_FIRMWARE_COLUMNS)})"
-)
-_UPSERT_CAMPAIGN = (
-    f"INSERT INTO campaigns ({_CAMPAIGN_COLUMNS}) VALUES ({_placeholders(_CAMPAIGN_COLUMNS)}) "
-    f"ON CONFLICT (campaign_id) DO UPDATE SET "
-    f"{_updates(_CAMPAIGN_COLUMNS, ('campaign_id',))}"
-)
-_UPSERT_TARGET = (
-    f"INSERT INTO campaign_devices ({_TARGET_COLUMNS}) VALUES ({_placeholders(_TARGET_COLUMNS)}) "
-    f"ON CONFLICT (campaign_id, device_id) DO UPDATE SET "
-    f"{_updates(_TARGET_COLUMNS, ('campaign_id', 'device_id'))}"
+INSERT_FIRMWARE = FIRMWARE.insert("firmware")
+_UPSERT_CAMPAIGN = _upsert("campaigns", f"{_CAMPAIGNS.columns}, firmware_id", ("campaign_id",))
+_UPSERT_TARGET = _upsert(
+    "campaign_devices", f"campaign_id, {_TARGETS.columns}", ("campaign_id", "device_id")
 )
 _INSERT_HISTORY = (
-    "INSERT INTO campaign_history (campaign_id, device_id, at, state, progress, error, "
-    "command_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO campaign_history (campaign_id, device_id, {_HISTORY.columns}) "
+    f"VALUES (?, ?, {_HISTORY.placeholders})"
 )
 _UPSERT_PRESENCE = (
     "INSERT INTO ota_presence (device_id, online) VALUES (?, ?) "
     "ON CONFLICT (device_id) DO UPDATE SET online = excluded.online"
 )
-
-
-def firmware_row(firmware: Firmware) -> tuple[Any, ...]:
-    return (
-        firmware.firmware_id,
-        firmware.version,
-        firmware.model,
-        firmware.min_hw_version,
-        firmware.notes,
-        firmware.sha256,
-        firmware.size,
-        firmware.file_name,
-        firmware.uploaded_at,
-        firmware.uploaded_by,
-    )
 
 
 class Changes:
@@ -190,8 +162,14 @@ class Changes:
 
     def flush(self) -> None:
         tx = self.tx
-        tx.executemany(_UPSERT_CAMPAIGN, [_campaign_row(c) for c in self._campaigns.values()])
-        tx.executemany(_UPSERT_TARGET, [_target_row(c, t) for c, t in self._targets.values()])
+        tx.executemany(
+            _UPSERT_CAMPAIGN,
+            [(*_CAMPAIGNS.values(c), c.firmware.firmware_id) for c in self._campaigns.values()],
+        )
+        tx.executemany(
+            _UPSERT_TARGET,
+            [(c.campaign_id, *_TARGETS.values(t)) for c, t in self._targets.values()],
+        )
         tx.executemany(_INSERT_HISTORY, self._history)
         for device_id, online in self._presence.items():
             if online is None:
@@ -202,44 +180,6 @@ class Changes:
         self._targets.clear()
         self._history.clear()
         self._presence.clear()
-
-
-def _campaign_row(c: Campaign) -> tuple[Any, ...]:
-    return (
-        c.campaign_id,
-        c.name,
-        c.firmware.firmware_id,
-        c.state,
-        c.batch_size,
-        c.current_batch,
-        c.success_threshold,
-        c.failure_threshold,
-        c.failure_threshold_percent,
-        c.pause_reason,
-        c.correlation_id,
-        c.created_by,
-        c.created_at,
-        c.updated_at,
-        c.started_at,
-        c.finished_at,
-    )
-
-
-def _target_row(c: Campaign, t: Target) -> tuple[Any, ...]:
-    return (
-        c.campaign_id,
-        t.device_id,
-        t.position,
-        t.state,
-        t.progress,
-        t.error,
-        t.attempts,
-        t.command_id,
-        t.command,
-        t.previous_version,
-        int(t.acknowledged),
-        t.updated_at,
-    )
 
 
 class Loaded:
@@ -257,64 +197,23 @@ class Loaded:
 
 
 async def load(store: Store) -> Loaded:
-    firmware = [
-        Firmware(
-            firmware_id=row[0],
-            version=row[1],
-            model=row[2],
-            min_hw_version=row[3],
-            notes=row[4],
-            sha256=row[5],
-            size=row[6],
-            file_name=row[7],
-            uploaded_at=row[8],
-            uploaded_by=row[9],
+    firmware = FIRMWARE.all(
+        await store.fetch_all(
+            f"SELECT {FIRMWARE.columns} FROM firmware ORDER BY uploaded_at, firmware_id"
         )
-        for row in await store.fetch_all(
-            f"SELECT {_FIRMWARE_COLUMNS} FROM firmware ORDER BY uploaded_at, firmware_id"
-        )
-    ]
+    )
     by_id = {f.firmware_id: f for f in firmware}
     campaigns: dict[str, Campaign] = {}
     for row in await store.fetch_all(
-        f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created_at, campaign_id"
+        f"SELECT {_CAMPAIGNS.columns}, firmware_id FROM campaigns ORDER BY created_at, campaign_id"
     ):
-        campaigns[row[0]] = Campaign(
-            campaign_id=row[0],
-            name=row[1],
-            firmware=by_id[row[2]],
-            state=row[3],
-            batch_size=row[4],
-            current_batch=row[5],
-            success_threshold=row[6],
-            failure_threshold=row[7],
-            failure_threshold_percent=row[8],
-            pause_reason=row[9],
-            correlation_id=row[10],
-            created_by=row[11],
-            created_at=row[12],
-            updated_at=row[13],
-            started_at=row[14],
-            finished_at=row[15],
-        )
+        campaign = _CAMPAIGNS.of_with(row, firmware=by_id[row[len(_CAMPAIGNS)]])
+        campaigns[campaign.campaign_id] = campaign
     for row in await store.fetch_all(
-        f"SELECT {_TARGET_COLUMNS} FROM campaign_devices ORDER BY campaign_id, position"
+        f"SELECT campaign_id, {_TARGETS.columns} FROM campaign_devices "
+        "ORDER BY campaign_id, position"
     ):
-        campaigns[row[0]].add(
-            Target(
-                device_id=row[1],
-                position=row[2],
-                state=row[3],
-                progress=row[4],
-                error=row[5],
-                attempts=row[6],
-                command_id=row[7],
-                command=row[8],
-                previous_version=row[9],
-                acknowledged=bool(row[10]),
-                updated_at=row[11],
-            )
-        )
+        campaigns[row[0]].add(_TARGETS.of(row[1:]))
     presence = {
         device_id: bool(online)
         for device_id, online in await store.fetch_all("SELECT device_id, online FROM ota_presence")
@@ -324,12 +223,10 @@ async def load(store: Store) -> Loaded:
 
 async def history(store: Store, campaign_id: str, device_id: str) -> list[HistoryEntry]:
     """Every state the frame entered in the campaign, oldest first."""
-    rows = await store.fetch_all(
-        "SELECT at, state, progress, error, command_id FROM campaign_history "
-        "WHERE campaign_id = ? AND device_id = ? ORDER BY id",
-        (campaign_id, device_id),
+    return _HISTORY.all(
+        await store.fetch_all(
+            f"SELECT {_HISTORY.columns} FROM campaign_history "
+            "WHERE campaign_id = ? AND device_id = ? ORDER BY id",
+            (campaign_id, device_id),
+        )
     )
-    return [
-        HistoryEntry(at=at, state=state, progress=progress, error=error, command_id=command_id)
-        for at, state, progress, error, command_id in rows
-    ]

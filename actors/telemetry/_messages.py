@@ -8,7 +8,7 @@ from typing import Literal
 import msgspec
 
 import wire
-from actors.paging import DEFAULT_PAGE
+from actors.store import DEFAULT_PAGE
 from supervision import Request
 
 MetricKind = Literal["gauge", "counter"]

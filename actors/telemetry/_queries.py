@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-from actors.errors import BadRequest, Invalid
+from actors.errors import Invalid
 from actors.events import rfc3339
-from actors.paging import check_limit
-from actors.store import Store
+from actors.store import Keyset, Store, check_limit
 
 from ._messages import (
     DEFAULT_QUERY_SPAN_S,
@@ -19,7 +18,7 @@ from ._messages import (
     SamplePoint,
     TelemetrySeries,
 )
-from ._tables import ALERT_COLUMNS, alert_of
+from ._tables import ALERTS
 
 
 async def series_between(
@@ -73,30 +72,27 @@ async def series_between(
     )
 
 
+_NEWEST_ALERTS = Keyset("triggered_at", "alert_id", key_type=tuple[str, str], newest_first=True)
+
+
 async def alert_page(store: Store, message: ListAlerts) -> AlertPage:
     check_limit(message.limit)
-    after: tuple[str, str] | None = None
-    if message.cursor is not None:
-        stamp, sep, ident = message.cursor.partition("~")
-        if not sep or not ident:
-            raise BadRequest("malformed cursor")
-        after = (stamp, ident)
-    rows = await store.fetch_all(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR state = ?1) "
-        "AND (?2 IS NULL OR device_id = ?2) "
-        "AND (?3 IS NULL OR (triggered_at, alert_id) < (?3, ?4)) "
-        "ORDER BY triggered_at DESC, alert_id DESC LIMIT ?5",
-        (
-            message.state,
-            message.device_id,
-            after[0] if after else None,
-            after[1] if after else None,
-            message.limit + 1,
-        ),
+    where: list[str] = []
+    params: list[str] = []
+    if message.state is not None:
+        where.append("state = ?")
+        params.append(message.state)
+    if message.device_id is not None:
+        where.append("device_id = ?")
+        params.append(message.device_id)
+    items, next_cursor = await _NEWEST_ALERTS.page(
+        store,
+        ALERTS.columns,
+        "alerts",
+        " AND ".join(where) or "1",
+        params,
+        ALERTS.of,
+        message.limit,
+        message.cursor,
     )
-    items = [alert_of(row).view for row in rows[: message.limit]]
-    next_cursor = None
-    if len(rows) > message.limit:
-        last = items[-1]
-        next_cursor = f"{last.triggered_at}~{last.alert_id}"
     return AlertPage(items=items, next_cursor=next_cursor)

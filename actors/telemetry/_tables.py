@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.events import rfc3339
-from actors.store import Transaction
+from actors.store import Rows, Transaction
 
-from ._messages import AlertRuleView, AlertState, AlertView, MetricView
+from ._messages import AlertRuleView, AlertView, MetricView
 
 TELEMETRY_MIGRATIONS = (
     """
@@ -116,21 +116,15 @@ INSERT_ALERT = (
     "triggered_at, correlation_id) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)"
 )
 RESOLVE_ALERT = "UPDATE alerts SET state = 'resolved', resolved_at = ?, note = ? WHERE alert_id = ?"
-ALERT_COLUMNS = (
-    "alert_id, rule_id, device_id, metric, state, severity, value, triggered_at, resolved_at, "
-    "acknowledged_at, note, correlation_id"
-)
-METRIC_COLUMNS = "name, unit, kind, retention_days, defined_at"
+ALERTS = Rows(AlertView)
+METRICS = Rows(MetricView)
 UPSERT_METRIC = (
-    f"INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO "
+    f"{METRICS.insert('metrics')} ON CONFLICT (name) DO "
     "UPDATE SET unit = excluded.unit, kind = excluded.kind, "
     "retention_days = excluded.retention_days"
 )
-RULE_COLUMNS = (
-    "rule_id, metric, device_id, model, comparison, threshold, for_seconds, severity, "
-    "clear_threshold, enabled, created_at"
-)
-INSERT_RULE = f"INSERT INTO alert_rules ({RULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+RULES = Rows(AlertRuleView)
+INSERT_RULE = RULES.insert("alert_rules")
 DISABLE_RULE = "UPDATE alert_rules SET enabled = 0 WHERE rule_id = ?"
 ACKNOWLEDGE_ALERT = (
     "UPDATE alerts SET state = 'acknowledged', acknowledged_at = ? WHERE alert_id = ?"
@@ -145,67 +139,12 @@ class AlertRecord:
     correlation_id: str
 
 
-def metric_of(row: tuple[Any, ...]) -> MetricView:
-    name, unit, kind, retention, defined_at = row
-    return MetricView(
-        name=name, unit=unit, kind=kind, retention_days=retention, defined_at=defined_at
-    )
+ALERT_RECORD_COLUMNS = f"{ALERTS.columns}, correlation_id"
 
 
-def metric_row(metric: MetricView) -> tuple[Any, ...]:
-    return (metric.name, metric.unit, metric.kind, metric.retention_days, metric.defined_at)
-
-
-def rule_of(row: tuple[Any, ...]) -> AlertRuleView:
-    return AlertRuleView(
-        rule_id=row[0],
-        metric=row[1],
-        device_id=row[2],
-        model=row[3],
-        comparison=row[4],
-        threshold=row[5],
-        for_seconds=row[6],
-        severity=row[7],
-        clear_threshold=row[8],
-        enabled=bool(row[9]),
-        created_at=row[10],
-    )
-
-
-def rule_row(rule: AlertRuleView) -> tuple[Any, ...]:
-    return (
-        rule.rule_id,
-        rule.metric,
-        rule.device_id,
-        rule.model,
-        rule.comparison,
-        rule.threshold,
-        rule.for_seconds,
-        rule.severity,
-        rule.clear_threshold,
-        int(rule.enabled),
-        rule.created_at,
-    )
-
-
-def alert_of(row: tuple[Any, ...]) -> AlertRecord:
-    state: AlertState = row[4]
-    return AlertRecord(
-        view=AlertView(
-            alert_id=row[0],
-            rule_id=row[1],
-            device_id=row[2],
-            metric=row[3],
-            state=state,
-            severity=row[5],
-            value=row[6],
-            triggered_at=row[7],
-            resolved_at=row[8],
-            acknowledged_at=row[9],
-            note=row[10],
-        ),
-        correlation_id=row[11],
-    )
+def alert_record_of(row: tuple[Any, ...]) -> AlertRecord:
+    """An ``alerts`` row selected with ``ALERT_RECORD_COLUMNS``."""
+    return AlertRecord(view=ALERTS.of(row), correlation_id=row[len(ALERTS)])
 
 
 def stage_retention(

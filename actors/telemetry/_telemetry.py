@@ -68,8 +68,7 @@ from actors.events import (
     new_id,
 )
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.paging import page_of
-from actors.store import Entry, GroupCommit, Store, Transaction
+from actors.store import Entry, GroupCommit, SortedRecords, Store, Transaction
 from config import TelemetrySettings
 from supervision import Actor, ActorRef, Timer
 
@@ -96,21 +95,17 @@ from ._messages import (
 from ._queries import alert_page, series_between
 from ._rules import RuleState
 from ._tables import (
-    ALERT_COLUMNS,
+    ALERT_RECORD_COLUMNS,
     DISABLE_RULE,
     INSERT_RULE,
     INSERT_SAMPLES,
     INSERT_SERIES,
-    METRIC_COLUMNS,
-    RULE_COLUMNS,
+    METRICS,
+    RULES,
     TELEMETRY_MIGRATIONS,
     UPSERT_METRIC,
     UPSERT_MINUTES,
-    alert_of,
-    metric_of,
-    metric_row,
-    rule_of,
-    rule_row,
+    alert_record_of,
     stage_retention,
 )
 
@@ -186,8 +181,12 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
         self._settings = settings
         self._consumer: Consumer | None = None
         self._intake = Intake()
-        self._metrics: dict[str, MetricView] = {}
-        self._rules: dict[str, AlertRuleView] = {}
+        self._metrics: SortedRecords[MetricView, tuple[str, str]] = SortedRecords(
+            lambda m: (m.defined_at, m.name), tuple[str, str]
+        )
+        self._rules: SortedRecords[AlertRuleView, tuple[str, str]] = SortedRecords(
+            lambda r: (r.created_at, r.rule_id), tuple[str, str]
+        )
         self._rules_by_metric: dict[str, list[AlertRuleView]] = {}
         """Enabled rules only."""
         self._alerts = Alerts(store)
@@ -208,24 +207,23 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
     async def on_start(self) -> None:
         store = self._store
         await store.migrate("telemetry", TELEMETRY_MIGRATIONS)
-        for row in await store.fetch_all(f"SELECT {METRIC_COLUMNS} FROM metrics"):
-            metric = metric_of(row)
+        for metric in METRICS.all(await store.fetch_all(f"SELECT {METRICS.columns} FROM metrics")):
             self._metrics[metric.name] = metric
         for series_id, device_id, metric_name in await store.fetch_all(
             "SELECT series_id, device_id, metric FROM series"
         ):
             self._intake.known_series(series_id, device_id, metric_name)
-        for row in await store.fetch_all(f"SELECT {RULE_COLUMNS} FROM alert_rules"):
-            self._add_rule(rule_of(row))
+        for rule in RULES.all(await store.fetch_all(f"SELECT {RULES.columns} FROM alert_rules")):
+            self._add_rule(rule)
         states = self._alerts.states
         for rule_id, device_id, breach_since, alert_id, last_ts in await store.fetch_all(
             "SELECT rule_id, device_id, breach_since, alert_id, last_ts FROM rule_state"
         ):
             states[(rule_id, device_id)] = RuleState(breach_since, alert_id, last_ts)
         for row in await store.fetch_all(
-            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state != 'resolved'"
+            f"SELECT {ALERT_RECORD_COLUMNS} FROM alerts WHERE state != 'resolved'"
         ):
-            alert = alert_of(row)
+            alert = alert_record_of(row)
             self._alerts.open[alert.view.alert_id] = alert
         # The consumer first: a frame paired while the registry is being asked is in both.
         self._consumer = await self._journal.consume(
@@ -270,16 +268,12 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
             case DefineMetric():
                 return await self._define_metric(message)
             case ListMetrics(limit=limit, cursor=cursor):
-                metrics, next_cursor = page_of(
-                    self._metrics.values(), lambda m: (m.defined_at, m.name), limit, cursor
-                )
+                metrics, next_cursor = self._metrics.page(limit, cursor)
                 return MetricPage(items=metrics, next_cursor=next_cursor)
             case CreateAlertRule():
                 return await self._create_rule(message)
             case ListAlertRules(limit=limit, cursor=cursor):
-                rules, next_cursor = page_of(
-                    self._rules.values(), lambda r: (r.created_at, r.rule_id), limit, cursor
-                )
+                rules, next_cursor = self._rules.page(limit, cursor)
                 return AlertRulePage(items=rules, next_cursor=next_cursor)
             case ListAlerts():
                 await self._flushes.settle()
@@ -382,7 +376,7 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
         if metric == known:
             return metric
         async with self._store.transaction() as tx:
-            tx.execute(UPSERT_METRIC, metric_row(metric))
+            tx.execute(UPSERT_METRIC, METRICS.values(metric))
             tx.publish(
                 MetricDefined(
                     audit=audit_of(message.user_id),
@@ -399,7 +393,7 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
     async def _create_rule(self, message: CreateAlertRule) -> AlertRuleView:
         rule = rule_defined(message, self._intake.devices)
         async with self._store.transaction() as tx:
-            tx.execute(INSERT_RULE, rule_row(rule))
+            tx.execute(INSERT_RULE, RULES.values(rule))
             tx.publish(
                 AlertRuleCreated(
                     audit=audit_of(message.user_id),

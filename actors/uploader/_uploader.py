@@ -12,8 +12,6 @@ for analysis is seen as deleted, and its ``file.uploaded.with_ai`` never follows
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import sqlite3
 from functools import partial
@@ -42,7 +40,7 @@ from actors.events import (
     new_id,
     utc_now,
 )
-from actors.store import Store, StoreError, Transaction
+from actors.store import Keyset, Rows, Store, StoreError, Transaction
 from supervision import Actor, DeferredReply, Request
 
 from ._names import check_metadata, clean_file_name
@@ -202,28 +200,11 @@ class OriginalBlob(msgspec.Struct, frozen=True, kw_only=True):
     file_size: int
 
 
-_COLUMNS = (
-    "file_id, user_id, file_name, content_type, file_size, sha256, width, height, "
-    "created_at, analyzed, metadata"
-)
+FILES = Rows(FileRecord)
+_STORED = Rows(StoredPhoto, omit={"sha256", "created"})
+_NEWEST_FILES = Keyset("seq", key_type=tuple[int], newest_first=True)
 _decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
 _encode = msgspec.json.encode
-
-
-def _record(row: tuple[Any, ...]) -> FileRecord:
-    return FileRecord(
-        file_id=row[0],
-        user_id=row[1],
-        file_name=row[2],
-        content_type=row[3],
-        file_size=row[4],
-        sha256=row[5],
-        width=row[6],
-        height=row[7],
-        created_at=row[8],
-        analyzed=bool(row[9]),
-        metadata=_decode_metadata(row[10]),
-    )
 
 
 def storage_path(sha256: str) -> str:
@@ -313,19 +294,11 @@ class Uploader(Actor[UploaderMessage]):
             raise
         sha256 = await self._blobs.put_file(staged)
         row = await self._store.fetch_one(
-            "SELECT file_id, file_name, content_type, file_size FROM files "
-            "WHERE user_id = ? AND sha256 = ? AND deleted = 0",
+            f"SELECT {_STORED.columns} FROM files WHERE user_id = ? AND sha256 = ? AND deleted = 0",
             (message.user_id, sha256),
         )
         if row is not None:
-            return StoredPhoto(
-                file_id=row[0],
-                file_name=row[1],
-                content_type=row[2],
-                file_size=row[3],
-                sha256=sha256,
-                created=False,
-            )
+            return _STORED.of_with(row, sha256=sha256, created=False)
         file_id = new_id()
         file_name = clean_file_name(message.file_name, info.content_type)
         seq = self._next_seq
@@ -413,28 +386,27 @@ class Uploader(Actor[UploaderMessage]):
     async def _live_file(self, user_id: str, file_id: str) -> FileRecord:
         """The user's live file; ``NotFound`` for an unknown, deleted or another user's id."""
         row = await self._store.fetch_one(
-            f"SELECT {_COLUMNS} FROM files WHERE file_id = ? AND user_id = ? AND deleted = 0",
+            f"SELECT {FILES.columns} FROM files WHERE file_id = ? AND user_id = ? AND deleted = 0",
             (file_id, user_id),
         )
         if row is None:
             raise NotFound(f"no file {file_id}")
-        return _record(row)
+        return FILES.of(row)
 
     async def _list_files(self, message: ListFiles) -> FilePage:
         if not 1 <= message.limit <= MAX_PAGE:
             raise Invalid(f"limit must be between 1 and {MAX_PAGE}")
-        before = _decode_cursor(message.cursor) if message.cursor else _NO_CURSOR
-        rows = await self._store.fetch_all(
-            f"SELECT {_COLUMNS}, seq FROM files WHERE user_id = ? AND deleted = 0 AND seq < ? "
-            "ORDER BY seq DESC LIMIT ?",
-            (message.user_id, before, message.limit + 1),
+        items, next_cursor = await _NEWEST_FILES.page(
+            self._store,
+            FILES.columns,
+            "files",
+            "user_id = ? AND deleted = 0",
+            (message.user_id,),
+            FILES.of,
+            message.limit,
+            message.cursor,
         )
-        more = len(rows) > message.limit
-        rows = rows[: message.limit]
-        return FilePage(
-            items=[_record(row) for row in rows],
-            next_cursor=_encode_cursor(rows[-1][-1]) if more else None,
-        )
+        return FilePage(items=items, next_cursor=next_cursor)
 
     # -- deleting ------------------------------------------------------------------------
 
@@ -575,21 +547,3 @@ class Uploader(Actor[UploaderMessage]):
 def _disk_full(error: StoreError) -> bool:
     cause = error.__cause__
     return isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode == sqlite3.SQLITE_FULL
-
-
-_CURSOR_PREFIX = b"files:"
-_NO_CURSOR = 2**63 - 1
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(seq).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if not raw.startswith(_CURSOR_PREFIX):
-            raise ValueError(cursor)
-        return int(raw[len(_CURSOR_PREFIX) :])
-    except (ValueError, binascii.Error):
-        raise BadRequest("invalid cursor") from None
