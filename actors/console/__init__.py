@@ -3,11 +3,13 @@
 See ``_protocol`` for the messages and close codes and ``_console`` for the server's contract.
 """
 
+from ._commands import (
+    ConsolePeers,
+)
 from ._console import (
     Console,
     ConsoleAddress,
     ConsoleMessage,
-    ConsolePeers,
     ConsoleStats,
     GetConsoleAddress,
     GetConsoleStats,

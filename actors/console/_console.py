@@ -1,19 +1,19 @@
-"""``/edge/console``: the operator console's WebSocket server (trio-websocket).
+"""The operator console's WebSocket server (trio-websocket).
 
 The actor serves the protocol of ``_protocol`` on the configured host and port for as long as
 it lives, one task group per connection. A connection must say ``hello`` with an admin's token
-within ``hello_timeout_s``; tokens are checked by ``/domain/accounts``, except from an address
+within ``hello_timeout_s``; tokens are checked by the accounts actor, except from an address
 whose tokens failed too often lately (``failed_auth_per_minute``, as in the HTTP API): that
 one is closed with 4429 unchecked. Commands go through the same actor messages as the HTTP
-API (so the same checks and the same events); fault rules are installed on the actor system's
-injector.
+API (so the same checks and the same events; ``_commands``); fault rules are installed on the
+actor system's injector.
 
 Streams are live views, never replays: ``events`` taps the store's commit listener (the events
 of each commit, as it commits), ``tree`` compares the runtime's snapshot every
 ``tree_interval_s`` and sends it when it changed, ``notifications`` listens to the
 ``NotificationFeed``. ``frames``, ``campaigns``, ``alerts`` and ``dead_letters`` ask the
-actors that own them (the registry and the frame proxies' twins, ``/domain/ota``,
-``/domain/telemetry``, ``/infra/journal``) when a related commit happened (at most once per
+actors that own them (the fleet's device views, the OTA and telemetry actors, the journal
+keeper: ``ConsolePeers``) when a related commit happened (at most once per
 ``tree_interval_s``) and every ``refresh_interval_s``, and send the list when it changed.
 
 Every message to a client goes through a bounded queue (``send_queue`` messages). Producers
@@ -31,49 +31,33 @@ import logging
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from actors.accounts import AccountsMessage, Authenticate, Principal
-from actors.devices import DeviceMessage, GetDevice
+from actors.accounts import Authenticate, Principal
 from actors.errors import Unauthorized
-from actors.events import new_id
 from actors.frames import (
     DeviceView,
-    FleetMessage,
-    FrameDirectory,
     ListDeviceViews,
-    SendCommand,
 )
 from actors.http import RateLimiter, retry_after
-from actors.journal import KeeperMessage, ListDeadLetters, ReplayDeadLetter
+from actors.journal import ListDeadLetters
 from actors.notifier import NotificationFeed
 from actors.ota import (
-    CampaignAction,
-    CancelCampaign,
     ListCampaigns,
-    OtaMessage,
-    PauseCampaign,
-    ResumeCampaign,
-    RetryFailed,
-    RollbackCampaign,
-    StartCampaign,
 )
 from actors.store import Entry
 from actors.telemetry import (
-    AcknowledgeAlert,
     ListAlerts,
-    ResolveAlert,
-    TelemetryMessage,
 )
 from config import ConsoleSettings
-from supervision import Actor, ActorNotFound, ActorRef, DomainError, Request
+from supervision import Actor, ActorNotFound, DomainError, Request
 
+from ._commands import ConsolePeers, carry_out
 from ._protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
@@ -90,8 +74,6 @@ from ._protocol import (
     ErrorMessage,
     EventFilter,
     EventMessage,
-    FaultInstalled,
-    FaultRemoved,
     FramesMessage,
     FrameState,
     Hello,
@@ -106,7 +88,6 @@ from ._protocol import (
 )
 
 log = logging.getLogger("framehub.console")
-_T = TypeVar("_T")
 
 CAMPAIGNS_SHOWN = 100
 """The ``campaigns`` stream lists this many of the newest campaigns."""
@@ -114,20 +95,6 @@ ALERTS_SHOWN = 200
 """The ``alerts`` stream lists at most this many active and as many acknowledged alerts."""
 DEAD_LETTERS_SHOWN = 500
 """The ``dead_letters`` stream lists at most this many (the newest)."""
-MAX_FAULT_DELAY_S = 60.0
-"""The longest ``delay_s`` a console may give a fault rule."""
-MAX_FAULT_CRASHES = 100
-"""The most ``times`` a console's crash rule may fire; it must say how many."""
-
-_CAMPAIGN_ACTIONS: dict[str, type[CampaignAction]] = {
-    "campaign.start": StartCampaign,
-    "campaign.pause": PauseCampaign,
-    "campaign.resume": ResumeCampaign,
-    "campaign.cancel": CancelCampaign,
-    "campaign.rollback": RollbackCampaign,
-    "campaign.retry-failed": RetryFailed,
-}
-
 _SNAPSHOT_STREAMS: dict[Stream, tuple[str, ...]] = {
     "frames": ("device.", "frame.", "update."),
     "campaigns": ("campaign.", "update.", "rollback."),
@@ -177,20 +144,6 @@ class _Refused(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class ConsolePeers:
-    """The actors the console asks: who a token belongs to, the frames and their views,
-    campaigns, alerts and dead letters."""
-
-    accounts: ActorRef[AccountsMessage]
-    devices: ActorRef[DeviceMessage]
-    fleet: ActorRef[FleetMessage]
-    frames: FrameDirectory
-    ota: ActorRef[OtaMessage]
-    telemetry: ActorRef[TelemetryMessage]
-    journal: ActorRef[KeeperMessage]
 
 
 class Console(Actor[ConsoleMessage]):
@@ -627,7 +580,7 @@ class _Session:
 
     async def _command(self, command: Command) -> None:
         try:
-            result = await self._act(command)
+            result = await carry_out(command, self.principal, self.peers, self.system.faults)
         except (DomainError, ValueError) as error:
             self.post(Reply(id=command.id, ok=False, error=str(error) or type(error).__name__))
         except ActorNotFound as error:
@@ -637,76 +590,3 @@ class _Session:
             self.post(Reply(id=command.id, ok=False, error=f"{type(error).__name__}: {error}"))
         else:
             self.post(Reply(id=command.id, ok=True, result=msgspec.Raw(_encode(result))))
-
-    async def _act(self, command: Command) -> object:
-        action = command.action
-        user_id = self.principal.id
-        correlation_id = new_id()
-        if action.startswith("frame."):
-            frame_id = _required(command.frame_id, "frame_id")
-            await self.peers.devices.ask(GetDevice(device_id=frame_id))  # NotFound if unknown
-            proxy = self.peers.frames.find(frame_id)
-            if proxy is None:
-                raise ActorNotFound(f"frame {frame_id}")
-            return await proxy.ask(
-                SendCommand(
-                    command=action.removeprefix("frame."),
-                    file_id=command.file_id,
-                    user_id=user_id,
-                    correlation_id=correlation_id,
-                ),
-            )
-        if action in _CAMPAIGN_ACTIONS:
-            kind = _CAMPAIGN_ACTIONS[action]
-            return await self.peers.ota.ask(
-                kind(
-                    campaign_id=_required(command.campaign_id, "campaign_id"),
-                    user_id=user_id,
-                    correlation_id=correlation_id,
-                ),
-            )
-        if action == "alert.acknowledge":
-            return await self.peers.telemetry.ask(
-                AcknowledgeAlert(
-                    alert_id=_required(command.alert_id, "alert_id"),
-                    user_id=user_id,
-                    correlation_id=correlation_id,
-                ),
-            )
-        if action == "alert.resolve":
-            return await self.peers.telemetry.ask(
-                ResolveAlert(
-                    alert_id=_required(command.alert_id, "alert_id"),
-                    note=command.note,
-                    user_id=user_id,
-                    correlation_id=correlation_id,
-                ),
-            )
-        if action == "fault.inject":
-            rule = _required(command.fault, "fault")
-            if rule.delay_s > MAX_FAULT_DELAY_S:
-                # A delayed message is held even after its rule is removed: a long delay on
-                # many actors would wedge them (and the hub) until it ran out.
-                raise ValueError(f"delay_s must be at most {MAX_FAULT_DELAY_S:g} s")
-            if rule.action == "crash" and not 1 <= (rule.times or 0) <= MAX_FAULT_CRASHES:
-                # A crash rule without end would outlast every supervisor's restart budget
-                # and stop the hub.
-                raise ValueError(f"a crash rule needs times, 1 to {MAX_FAULT_CRASHES}")
-            rule_id = self.system.faults.install(rule)
-            log.warning("console %s injected fault %d: %r", self.principal.name, rule_id, rule)
-            return FaultInstalled(rule_id=rule_id)
-        if action == "fault.remove":
-            rule_id = _required(command.rule_id, "rule_id")
-            if not self.system.faults.remove(rule_id):
-                raise ValueError(f"no fault rule {rule_id}")
-            return FaultRemoved(rule_id=rule_id)
-        # dead-letter.replay: the only action left
-        return await self.peers.journal.ask(
-            ReplayDeadLetter(letter_id=_required(command.letter_id, "letter_id")),
-        )
-
-
-def _required(value: _T | None, name: str) -> _T:
-    if value is None:
-        raise ValueError(f"this action needs {name}")
-    return value
