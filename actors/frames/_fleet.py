@@ -160,14 +160,12 @@ class FrameFleet(Actor[FleetMessage]):
 
     async def receive(self, message: FleetMessage) -> Any:
         self._sightings.check()
+        if await self._sightings.took(message):
+            return None
         match message:
             case FrameSeen():
                 self._sightings.add(message)
                 await self._sightings.added()
-            case _SightingsDue():
-                await self._sightings.window_ended()
-            case _SightingsWritten():
-                await self._sightings.commit_finished()
             case _StartAll():
                 await self._start_all()
             case ListFrameIds():

@@ -287,6 +287,8 @@ class OtaCampaigns(Actor[OtaMessage]):
         if self._reload:
             self._reload = False
             await self._load()
+        if await self._reports.took(message):
+            return None
         match message:
             case JournalNudge():
                 return None
@@ -294,10 +296,6 @@ class OtaCampaigns(Actor[OtaMessage]):
                 if await _progress.on_report(self._campaigns, report, self._reported):
                     self._reports.add(report)
                     await self._reports.added()
-            case _ReportsDue():
-                await self._reports.window_ended()
-            case _ReportsCommitted():
-                await self._reports.commit_finished()
             case GetPublicKey():
                 return self._key.public_key
             case GetFirmwareStaging():
