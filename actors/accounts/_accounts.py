@@ -22,6 +22,7 @@ import msgspec
 from actors.errors import Conflict, Invalid, Unauthorized
 from actors.events import new_id
 from actors.store import Rows, Store, StoreError, Transaction
+from actors.text import check_text
 from supervision import Actor, Request
 
 from ._principal import Principal
@@ -165,17 +166,10 @@ def new_token() -> str:
 
 
 def check_name(name: str) -> str:
-    """``name`` if it is a valid user name, else ``Invalid`` saying why."""
-    if not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise Invalid(f"name must be 1 to {MAX_NAME_LENGTH} characters long, got {len(name)}")
-    if name != name.strip():
-        raise Invalid("name must not begin or end with white space")
-    found = _FORBIDDEN_CHAR.search(name)
-    if found is not None:
-        raise Invalid(
-            f"name must not contain control characters (found U+{ord(found.group()):04X})"
-        )
-    return name
+    """``name`` if it is a valid user name (``NAME_PATTERN``), else ``Invalid`` saying why."""
+    return check_text(
+        name, "name", MAX_NAME_LENGTH, surrounding_space="refuse", forbidden=_FORBIDDEN_CHAR
+    )
 
 
 async def migrate_accounts(store: Store) -> None:

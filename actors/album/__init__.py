@@ -17,7 +17,6 @@ from ._album import (
     GetAlbumContents,
     ListAlbums,
     RemovePhotoFromAlbum,
-    check_album_name,
 )
 
 __all__ = [
@@ -37,5 +36,4 @@ __all__ = [
     "GetAlbumContents",
     "ListAlbums",
     "RemovePhotoFromAlbum",
-    "check_album_name",
 ]

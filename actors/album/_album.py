@@ -15,12 +15,11 @@ memory from the database, which never saw the batch.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from typing import Any
 
 import msgspec
 
-from actors.errors import Invalid, NotFound
+from actors.errors import NotFound
 from actors.events import (
     AlbumCreated,
     AlbumDeleted,
@@ -35,6 +34,7 @@ from actors.events import (
 )
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.store import DEFAULT_PAGE, Entry, SortedRecords, Store, Transaction
+from actors.text import check_text
 from supervision import Actor, Request
 
 log = logging.getLogger("framehub.album")
@@ -77,9 +77,6 @@ ALBUM_MIGRATIONS = (
 )
 """The ``album`` schema. ``album_files`` is this actor's own record of who owns which file,
 with the facts ``album.photo_added`` carries to frames (name, type, labels)."""
-
-_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
-
 
 # -- messages ----------------------------------------------------------------------------------
 
@@ -242,17 +239,6 @@ class _Album:
         )
 
 
-def check_album_name(name: str) -> str:
-    """The album name without surrounding white space, or ``Invalid`` saying why."""
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise Invalid(f"album name must be 1 to {MAX_NAME_LENGTH} characters long")
-    for char in name:
-        if unicodedata.category(char) in _UNPRINTABLE:
-            raise Invalid(f"album name must not contain control characters (U+{ord(char):04X})")
-    return name
-
-
 # -- the actor ---------------------------------------------------------------------------------
 
 
@@ -331,7 +317,7 @@ class Album(Actor[AlbumMessage]):
     # -- requests ------------------------------------------------------------------------------
 
     async def _create(self, message: CreateAlbum) -> AlbumInfo:
-        name = check_album_name(message.name)
+        name = check_text(message.name, "album name", MAX_NAME_LENGTH)
         album = _Album(new_id(), message.user_id, name, utc_now())
         async with self._store.transaction() as tx:
             tx.execute(

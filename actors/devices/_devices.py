@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -49,6 +48,7 @@ from actors.events import (
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.media import MAX_FRAME_SIDE
 from actors.store import DEFAULT_PAGE, Entry, Rows, SortedRecords, Store, Transaction
+from actors.text import check_text
 from supervision import Actor, ActorCrashed, ActorRef, DomainError, Request
 
 from ._access import FrameAccess, FrameAccessSink, hash_password
@@ -99,8 +99,6 @@ DEVICE_MIGRATIONS = (
 
 MAX_ALBUMS = 100
 """Most albums one frame shows."""
-
-_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -258,17 +256,6 @@ class AskerGone(DomainError):
 
 
 # -- checks ------------------------------------------------------------------------------------
-
-
-def check_text(value: str, what: str) -> str:
-    """``value`` without surrounding white space, or ``Invalid`` saying why."""
-    value = value.strip()
-    if not 1 <= len(value) <= MAX_TEXT_LENGTH:
-        raise Invalid(f"{what} must be 1 to {MAX_TEXT_LENGTH} characters long")
-    for char in value:
-        if unicodedata.category(char) in _UNPRINTABLE:
-            raise Invalid(f"{what} must not contain control characters (U+{ord(char):04X})")
-    return value
 
 
 def check_side(value: int, what: str) -> int:
@@ -437,9 +424,9 @@ class DeviceRegistry(Actor[DeviceMessage]):
         password_hash = hash_password(password)
         device = Device(
             device_id=device_id,
-            name=check_text(message.name, "name"),
-            model=check_text(message.model, "model"),
-            hw_version=check_text(message.hw_version, "hw_version"),
+            name=check_text(message.name, "name", MAX_TEXT_LENGTH),
+            model=check_text(message.model, "model", MAX_TEXT_LENGTH),
+            hw_version=check_text(message.hw_version, "hw_version", MAX_TEXT_LENGTH),
             width=check_side(message.width, "width"),
             height=check_side(message.height, "height"),
             orientation=message.orientation,

@@ -3,7 +3,7 @@ fleet beside them; ``FrameDirectory`` finds a frame's proxy."""
 
 from ._directory import FRAME_ID, FrameDirectory
 from ._fleet import FLEET_NAME, FleetMessage, FrameFleet, ListFrameIds
-from ._messages import Availability, FrameInbound, GetSync
+from ._messages import Availability, FrameInbound, FrameSeen, GetSync
 from ._proxy import (
     FRAMES_MIGRATIONS,
     USER_COMMANDS,
@@ -42,6 +42,7 @@ __all__ = [
     "FrameFleet",
     "FrameInbound",
     "FrameProxy",
+    "FrameSeen",
     "GetCommand",
     "GetDeviceView",
     "GetSync",

@@ -12,6 +12,14 @@ frame the registry knows that has none. Journal consumer ``fleet``:
 
 Its effects are outside the journal's transaction (starting actors, telling them), and all of
 them are idempotent, so redelivery after a crash is harmless.
+
+**Sightings.** The proxies tell it their frames' heartbeats that changed nothing else
+(``FrameSeen``); it writes the newest ``last_seen`` and free storage of each frame, for every
+frame in one transaction (``actors.store.GroupCommit``), ``SIGHTINGS_WINDOW_S`` after the
+first sighting since the last write (sooner past ``SIGHTINGS_PER_COMMIT``). A sighting never
+moves ``last_seen`` back (a proxy may have written a newer one with its twin meanwhile).
+Sightings are advisory: a crash or kill loses the ones not yet written, a graceful stop
+writes them.
 """
 
 from __future__ import annotations
@@ -29,14 +37,16 @@ from actors.events import (
     DeviceDeleted,
     DeviceRegistered,
     DeviceUpdated,
+    utc_now,
 )
 from actors.http import PublicUrl
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.store import Entry, Store, Transaction
+from actors.store import Entry, GroupCommit, Store, Transaction
 from config import FramesSettings
 from supervision import Actor, ActorStopped, ChildSpec, MailboxFull, Request
 
 from ._directory import FrameDirectory
+from ._messages import FrameSeen
 from ._proxy import FRAMES_MIGRATIONS, FrameProxy, GetTwin, ProxyMessage, ProxyPeers, Refresh
 from ._views import (
     NO_TWIN,
@@ -51,9 +61,26 @@ log = logging.getLogger("framehub.frames")
 
 FLEET_NAME = "fleet"
 """Not a frame id: those are 32 hex digits."""
+SIGHTINGS_WINDOW_S = 60.0
+"""How long sightings wait to be written together (so ``last_seen`` in the table lags)."""
+SIGHTINGS_PER_COMMIT = 2000
+MAX_SIGHTINGS_BUFFERED = 20_000
+
+_WRITE_SIGHTING = (
+    "UPDATE frame_twins SET last_seen = ?, free_bytes = ?, updated_at = ? "
+    "WHERE frame_id = ? AND (last_seen IS NULL OR last_seen < ?)"
+)
 
 
 class _StartAll(msgspec.Struct, frozen=True):
+    pass
+
+
+class _SightingsDue(msgspec.Struct, frozen=True):
+    pass
+
+
+class _SightingsWritten(msgspec.Struct, frozen=True):
     pass
 
 
@@ -61,7 +88,16 @@ class ListFrameIds(Request["list[str]"], frozen=True):
     """The frames that have a proxy; answers ``list[str]``."""
 
 
-FleetMessage = JournalNudge | _StartAll | ListFrameIds | GetDeviceView | ListDeviceViews
+FleetMessage = (
+    JournalNudge
+    | _StartAll
+    | ListFrameIds
+    | GetDeviceView
+    | ListDeviceViews
+    | FrameSeen
+    | _SightingsDue
+    | _SightingsWritten
+)
 
 
 class FrameFleet(Actor[FleetMessage]):
@@ -89,6 +125,16 @@ class FrameFleet(Actor[FleetMessage]):
         self._albums: dict[str, list[str]] = {}
         """frame_id -> the albums it shows."""
         self._started = False
+        self._sightings: GroupCommit[FrameSeen, FleetMessage] = GroupCommit(
+            self,
+            store,
+            _write_sightings,
+            window_s=SIGHTINGS_WINDOW_S,
+            batch_size=SIGHTINGS_PER_COMMIT,
+            max_buffered=MAX_SIGHTINGS_BUFFERED,
+            window_ended=_SightingsDue(),
+            committed=_SightingsWritten(),
+        )
 
     async def on_start(self) -> None:
         await self._store.migrate("frames", FRAMES_MIGRATIONS)
@@ -110,9 +156,16 @@ class FrameFleet(Actor[FleetMessage]):
     async def on_stop(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
+        await self._sightings.close()
 
     async def receive(self, message: FleetMessage) -> Any:
+        self._sightings.check()
+        if await self._sightings.took(message):
+            return None
         match message:
+            case FrameSeen():
+                self._sightings.add(message)
+                await self._sightings.added()
             case _StartAll():
                 await self._start_all()
             case ListFrameIds():
@@ -147,15 +200,16 @@ class FrameFleet(Actor[FleetMessage]):
         return device_view(device, twin)
 
     def _spec(self, frame_id: str) -> ChildSpec[ProxyMessage]:
-        store, public_url, settings, peers = (
+        store, public_url, settings, peers, fleet = (
             self._store,
             self._public_url,
             self._settings,
             self._peers,
+            self.context.ref,
         )
         return ChildSpec(
             frame_id,
-            lambda: FrameProxy(frame_id, store, public_url, settings, peers),
+            lambda: FrameProxy(frame_id, store, public_url, settings, peers, fleet),
             mailbox_capacity=self._capacity,
         )
 
@@ -199,3 +253,17 @@ class FrameFleet(Actor[FleetMessage]):
         except MailboxFull:
             # Its periodic refresh catches up; a wedged proxy must not stall the others.
             log.warning("frame %s is too busy to refresh now", frame_id)
+
+
+def _write_sightings(tx: Transaction, sightings: list[FrameSeen]) -> None:
+    """The newest of ``sightings`` for each frame (``GroupCommit``)."""
+    newest: dict[str, FrameSeen] = {}
+    for seen in sightings:
+        known = newest.get(seen.frame_id)
+        if known is None or known.last_seen < seen.last_seen:
+            newest[seen.frame_id] = seen
+    now = utc_now()
+    tx.executemany(
+        _WRITE_SIGHTING,
+        [(s.last_seen, s.free_bytes, now, s.frame_id, s.last_seen) for s in newest.values()],
+    )

@@ -1,4 +1,5 @@
-"""What the MQTT bridge hands a frame's proxy: what the frame published, and asks for its sync."""
+"""What the MQTT bridge hands a frame's proxy (what the frame published, and asks for its
+sync) and what a proxy tells the fleet (its frame's sightings)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ class FrameInbound(msgspec.Struct, frozen=True):
     already decoded and checked against its topic."""
 
     payload: wire.FrameStatus | wire.Heartbeat | Availability
+
+
+class FrameSeen(msgspec.Struct, frozen=True, kw_only=True):
+    """Told to the fleet by a frame's proxy: a heartbeat that changed nothing else worth its
+    own write. The fleet writes the newest sighting of every frame in one transaction."""
+
+    frame_id: str
+    last_seen: str
+    free_bytes: int | None
 
 
 class GetSync(Request[bytes | None], frozen=True):

@@ -27,12 +27,16 @@ version it applied). The proxy is the only actor that knows both.
   absence of recent errors (a quarter); an offline frame scores at most half.
 
 Durable state (``frame_twins``, ``frame_commands``) is written on changes that matter (online,
-sync versions, photo on screen, firmware, commands) and ``last_seen`` at most once a minute,
-so a thousand heartbeating frames do not mean a thousand commits a minute.
+sync versions, photo on screen, firmware, commands). A heartbeat that changes nothing else is
+told to the fleet (``FrameSeen``), which writes the newest ``last_seen`` and free storage of
+every frame together about once a minute, so a thousand heartbeating frames do not mean a
+thousand commits a minute. The twin's ``last_seen`` is always the proxy's own; the table's
+may be a minute older (or more, if the fleet was too busy to take a sighting).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -40,7 +44,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import trio
@@ -63,9 +67,21 @@ from actors.http import PublicUrl
 from actors.media import GetFrameSchedule, GetFrameVersion, MediaMessage, Schedule, VersionBlob
 from actors.store import Rows, Store, Transaction
 from config import FramesSettings
-from supervision import Actor, ActorRef, AskTimeout, DeferredReply, DomainError, Request
+from supervision import (
+    Actor,
+    ActorRef,
+    ActorStopped,
+    AskTimeout,
+    DeferredReply,
+    DomainError,
+    MailboxFull,
+    Request,
+)
 
-from ._messages import Availability, FrameInbound, GetSync
+from ._messages import Availability, FrameInbound, FrameSeen, GetSync
+
+if TYPE_CHECKING:
+    from ._fleet import FleetMessage
 
 log = logging.getLogger("framehub.frames")
 
@@ -103,7 +119,6 @@ USER_COMMANDS = ("next", "show", "restart", "sync")
 """Commands the API sends; firmware commands come from OTA campaigns."""
 REFRESH_EVERY_TICKS = 10
 """Safety-net refresh: every this many heartbeat intervals."""
-LAST_SEEN_WRITE_S = 60.0
 VERSION_ASK_TIMEOUT_S = 60.0
 """Making a panel-sized version can queue behind other renders: be patient."""
 LOW_STORAGE_BYTES = 512 * 1024 * 1024
@@ -247,9 +262,11 @@ class FrameProxy(Actor[ProxyMessage]):
         public_url: PublicUrl,
         settings: FramesSettings,
         peers: ProxyPeers,
+        fleet: ActorRef[FleetMessage],
     ) -> None:
         self._frame_id = frame_id
         self._peers = peers
+        self._fleet = fleet
         self._store = store
         self._public_url = public_url
         self._settings = settings
@@ -266,7 +283,6 @@ class FrameProxy(Actor[ProxyMessage]):
         # reported
         self._online = False
         self._last_seen: str | None = None
-        self._last_seen_written = -math.inf
         self._heard_at = -math.inf
         self._firmware: str | None = None
         self._current_file: str | None = None
@@ -533,9 +549,11 @@ class FrameProxy(Actor[ProxyMessage]):
             self._current_file = beat.current_file_id
         if not self._online:
             await self._set_online(True, "", resync=True)
-        elif changed or now - self._last_seen_written >= LAST_SEEN_WRITE_S:
+        elif changed:
             async with self._store.transaction() as tx:
                 self._write_twin(tx)
+        else:
+            self._seen()
         if (
             self._sync is not None
             and beat.sync_version != self._version
@@ -618,7 +636,16 @@ class FrameProxy(Actor[ProxyMessage]):
                 utc_now(),
             ),
         )
-        self._last_seen_written = trio.current_time()
+
+    def _seen(self) -> None:
+        """Hand the sighting to the fleet to write. Never waits: the fleet asks proxies too,
+        so a full fleet mailbox misses this sighting, and the next heartbeat brings a newer."""
+        assert self._last_seen is not None
+        seen = FrameSeen(
+            frame_id=self._frame_id, last_seen=self._last_seen, free_bytes=self._free_bytes
+        )
+        with contextlib.suppress(MailboxFull, ActorStopped):
+            self._fleet.tell_nowait(seen)
 
     def _health(self) -> int:
         now = trio.current_time()

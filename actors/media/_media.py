@@ -48,9 +48,11 @@ from actors.events import (
 )
 from actors.journal import Consumer, Journal, JournalNudge
 from actors.store import Entry, Rows, SortedRecords, Store, Transaction
+from actors.text import check_text
 from supervision import Actor
 
 from ._messages import (
+    MAX_NAME_LENGTH,
     CreatePlaylist,
     CreateSchedule,
     DeletePlaylist,
@@ -74,7 +76,6 @@ from ._messages import (
     UpdatePlaylist,
     VersionBlob,
     check_file_ids,
-    check_name,
     check_panel,
     check_schedule,
 )
@@ -725,7 +726,7 @@ class MediaCache(Actor[MediaMessage]):
         return list(file_ids)
 
     async def _create_playlist(self, message: CreatePlaylist) -> Playlist:
-        name = check_name(message.name, "playlist")
+        name = check_text(message.name, "playlist name", MAX_NAME_LENGTH)
         file_ids = self._own_photos(message.user_id, message.file_ids)
         playlist = _Playlist(new_id(), message.user_id, name, utc_now(), file_ids)
         async with self._store.transaction() as tx:
@@ -740,7 +741,11 @@ class MediaCache(Actor[MediaMessage]):
 
     async def _update_playlist(self, message: UpdatePlaylist) -> Playlist:
         playlist = self._playlist(message.user_id, message.playlist_id)
-        name = None if message.name is None else check_name(message.name, "playlist")
+        name = (
+            None
+            if message.name is None
+            else check_text(message.name, "playlist name", MAX_NAME_LENGTH)
+        )
         file_ids = message.file_ids
         if file_ids is not None:
             file_ids = self._own_photos(message.user_id, file_ids)

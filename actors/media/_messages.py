@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Literal
 
 import msgspec
@@ -242,19 +241,7 @@ MediaMessage = (
 
 # -- checks ------------------------------------------------------------------------------------
 
-_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
-
-
-def check_name(name: str, what: str) -> str:
-    """``name`` without surrounding white space, or ``Invalid`` saying why."""
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise Invalid(f"{what} name must be 1 to {MAX_NAME_LENGTH} characters long")
-    for char in name:
-        if unicodedata.category(char) in _UNPRINTABLE:
-            raise Invalid(f"{what} name must not contain control characters (U+{ord(char):04X})")
-    return name
 
 
 def check_file_ids(file_ids: list[str]) -> list[str]:

@@ -1,5 +1,5 @@
-"""What an operator's request to the OTA actor must carry: versions, names, limits, and
-whom its changes are attributed to.
+"""What an operator's request to the OTA actor must carry: versions and limits (names and
+other text: ``actors.text``), and whom its changes are attributed to.
 
 Each check answers the cleaned value or raises ``Invalid`` with a message an operator can act
 on.
@@ -8,7 +8,6 @@ on.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from actors.errors import Invalid
 from actors.events import Audit
@@ -26,8 +25,6 @@ SEMVER = re.compile(
 )
 """A semantic version (semver.org 2.0.0): ``1.2.3``, ``1.2.3-rc.1``, ``1.2.3+build.5``."""
 
-_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
-
 
 def check_version(value: str | None) -> str:
     """``value`` stripped if it is a semantic version, else ``Invalid`` saying so."""
@@ -40,19 +37,6 @@ def check_version(value: str | None) -> str:
             f"(at most {MAX_VERSION_LENGTH} characters), got {version[:80]!r}"
         )
     return version
-
-
-def check_text(value: str | None, what: str, longest: int) -> str:
-    """``value`` stripped: required, at most ``longest`` characters, nothing unprintable."""
-    text = (value or "").strip()
-    if not text:
-        raise Invalid(f"{what} is required")
-    if len(text) > longest:
-        raise Invalid(f"{what} must be at most {longest} characters long")
-    for char in text:
-        if unicodedata.category(char) in _UNPRINTABLE:
-            raise Invalid(f"{what} must not contain control characters (U+{ord(char):04X})")
-    return text
 
 
 def audit_of(user_id: str | None) -> Audit:

@@ -17,15 +17,10 @@ from actors.devices import MAX_TEXT_LENGTH
 from actors.errors import Conflict, Invalid, NotFound, TooLarge
 from actors.events import FirmwareUploaded, new_id, utc_now
 from actors.store import SortedRecords, Store, StoreError, Transaction
+from actors.text import check_text
 from config import OtaSettings
 
-from ._checks import (
-    MAX_FILE_NAME_LENGTH,
-    MAX_NOTES_LENGTH,
-    audit_of,
-    check_text,
-    check_version,
-)
+from ._checks import MAX_FILE_NAME_LENGTH, MAX_NOTES_LENGTH, audit_of, check_version
 from ._messages import Firmware, FirmwareFile, FirmwarePage, FirmwareStaging, StoreFirmware
 from ._tables import FIRMWARE, INSERT_FIRMWARE
 
@@ -93,9 +88,9 @@ class FirmwareCatalogue:
         version = check_version(message.version)
         model = check_text(message.model, "model", MAX_TEXT_LENGTH)
         min_hw_version = check_text(message.min_hw_version, "min_hw_version", MAX_TEXT_LENGTH)
-        notes = (message.notes or "").strip()
-        if len(notes) > MAX_NOTES_LENGTH:
-            raise Invalid(f"notes must be at most {MAX_NOTES_LENGTH} characters long")
+        notes = check_text(
+            message.notes, "notes", MAX_NOTES_LENGTH, empty=True, forbidden=frozenset()
+        )
         limit = self._settings.max_firmware_bytes
         if message.size > limit:
             raise TooLarge(f"the firmware image is larger than the limit of {limit} bytes")

@@ -43,10 +43,14 @@ where it was (a command in flight gets a whole timeout again). It also sends eve
 flight again, with the same command id: reports the frame had sent (and the broker had
 acknowledged) may have been lost with the previous incarnation, and a frame answers a
 redelivered command with its final answer again, or goes on with it. Progress within a state (a
-download's percentage) is kept in memory only. The state changes that frames' reports cause
-are committed in groups: those of every report already waiting in the mailbox go in one
-transaction, written before any other message is handled, so 200 frames reporting at once
-cost a few commits, not one each.
+download's percentage) is kept in memory only. The state changes that frames' reports cause,
+and the events they publish, are committed in groups (``actors.store.GroupCommit``, with no
+window): those of every report already waiting in the mailbox go in one transaction, the
+next group fills while it commits, and every other message waits until all of them are
+committed, so what an operator reads or does, a deadline and a journal event all come after
+them. 200 frames reporting at once cost a few commits, not one each. Like any report not yet
+handled, a report whose group had not committed is lost with the incarnation: its command is
+still in flight in the tables, so it is sent again and the frame answers it again.
 
 Journal consumer ``ota``: ``device.online``, ``device.offline``, ``device.registered``
 (presence), ``device.deleted`` (the frame leaves its open campaigns, cancelled with "device
@@ -69,6 +73,7 @@ from typing import Any
 import msgspec
 import trio
 
+import wire
 from actors.blobs import BlobStore
 from actors.devices import Device, DeviceMessage, ListAllDevices
 from actors.errors import NotFound
@@ -84,7 +89,7 @@ from actors.events import (
 from actors.frames import FrameDirectory, GetTwin
 from actors.http import PublicUrl
 from actors.journal import Consumer, Journal, JournalNudge
-from actors.store import Entry, Store, Transaction
+from actors.store import Entry, GroupCommit, Store, Transaction
 from config import OtaSettings
 from supervision import (
     Actor,
@@ -129,14 +134,22 @@ from ._tables import OTA_MIGRATIONS, Changes, history, load
 
 VERSION_ASK_S = 1.0
 """How long a frame's twin (or the registry) may take to say which firmware it runs."""
+REPORTS_PER_COMMIT = 500
+"""Reports whose changes start a commit at once, without waiting for the mailbox's turn."""
+MAX_REPORTS_BUFFERED = 5000
+"""Past this many reports not committed, handling the next waits for the commit in flight."""
 
 
 class _PublicUrlReady(msgspec.Struct, frozen=True):
     """The gateway bound its port: commands (which carry download links) can go out."""
 
 
-class _Flush(msgspec.Struct, frozen=True):
-    """Commit what the progress reports handled since the last commit changed."""
+class _ReportsDue(msgspec.Struct, frozen=True):
+    """Commit what the reports handled since the last group changed."""
+
+
+class _ReportsCommitted(msgspec.Struct, frozen=True):
+    """A group of reports' changes committed: the next may go."""
 
 
 OtaMessage = (
@@ -161,8 +174,12 @@ OtaMessage = (
     | GetOtaStats
     | DeadlinesDue
     | _PublicUrlReady
-    | _Flush
+    | _ReportsDue
+    | _ReportsCommitted
 )
+
+_GROUPED = (FrameProgress, _ReportsDue, _ReportsCommitted)
+"""What may be handled while reports' changes are still being committed."""
 
 
 class OtaCampaigns(Actor[OtaMessage]):
@@ -197,8 +214,18 @@ class OtaCampaigns(Actor[OtaMessage]):
         )
         self._reload = False
         """A journal handler failed after changing memory: rebuild it from the tables."""
-        self._pending: Changes | None = None
-        """What the progress reports handled since the last ``_Flush`` changed."""
+        self._reported = Changes()
+        """What the reports handled since the last group was built changed."""
+        self._reports: GroupCommit[wire.OtaProgress, OtaMessage] = GroupCommit(
+            self,
+            store,
+            self._write_reports,
+            window_s=0.0,
+            batch_size=REPORTS_PER_COMMIT,
+            max_buffered=MAX_REPORTS_BUFFERED,
+            window_ended=_ReportsDue(),
+            committed=_ReportsCommitted(),
+        )
         self._resend = False
         """The commands in flight are to be sent again (this incarnation started with some)."""
 
@@ -226,7 +253,8 @@ class OtaCampaigns(Actor[OtaMessage]):
     async def on_stop(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
-        await self._flush()
+        # The group in flight is in the store's queue already; commit the rest after it.
+        await self._reports.close()
 
     async def _load(self) -> None:
         loaded = await load(self._store)
@@ -251,20 +279,23 @@ class OtaCampaigns(Actor[OtaMessage]):
 
     async def receive(self, message: OtaMessage) -> Any:
         assert self._consumer is not None
-        if self._pending is not None and (
-            not isinstance(message, FrameProgress) or not self._consumer.caught_up
-        ):
-            # Before anything else reads or writes: progress comes first, in order.
-            await self._flush()
+        self._reports.check()
+        if not isinstance(message, _GROUPED) or not self._consumer.caught_up:
+            # Before anything else reads or writes: the reports' changes come first, in order.
+            await self._reports.settle()
         await self._consumer.drain()
         if self._reload:
             self._reload = False
             await self._load()
+        if await self._reports.took(message):
+            return None
         match message:
             case JournalNudge():
                 return None
-            case FrameProgress(progress=progress):
-                await _progress.on_report(self._campaigns, progress, self._grouped)
+            case FrameProgress(progress=report):
+                if await _progress.on_report(self._campaigns, report, self._reported):
+                    self._reports.add(report)
+                    await self._reports.added()
             case GetPublicKey():
                 return self._key.public_key
             case GetFirmwareStaging():
@@ -291,13 +322,11 @@ class OtaCampaigns(Actor[OtaMessage]):
                 return self._campaigns.commands.stats()
             case DeadlinesDue(generation=generation):
                 await self._deadlines_due(generation)
-            case _Flush():
-                return None  # flushed above
             case _PublicUrlReady():
                 async with self._store.transaction() as tx:
-                    changes = Changes(tx)
+                    changes = Changes()
                     await self._campaigns.public_url_known(self._resend, changes)
-                    changes.flush()
+                    changes.write(tx)
                 self._resend = False
         return None
 
@@ -309,19 +338,19 @@ class OtaCampaigns(Actor[OtaMessage]):
         campaign = _planning.requested(message, name, firmware, await self._devices())
         audit = audit_of(message.user_id)
         async with self._store.transaction() as tx:
-            changes = Changes(tx)
+            changes = Changes()
             self._campaigns.add(campaign, changes, audit)
             if message.start:
                 await _lifecycle.start(self._campaigns, campaign, changes, audit)
-            changes.flush()
+            changes.write(tx)
         return campaign.view()
 
     async def _act(self, message: CampaignAction) -> CampaignView:
         c = self._campaigns.get(message.campaign_id)
         async with self._store.transaction() as tx:
-            changes = Changes(tx)
+            changes = Changes()
             await _lifecycle.act(self._campaigns, c, message, changes, audit_of(message.user_id))
-            changes.flush()
+            changes.write(tx)
         return c.view()
 
     async def _device_history(self, message: GetCampaignDevice) -> CampaignDeviceHistory:
@@ -337,20 +366,9 @@ class OtaCampaigns(Actor[OtaMessage]):
 
     # -- progress reports and their timeout ----------------------------------------------------
 
-    def _grouped(self) -> Changes:
-        """Where a progress report's changes go: committed together with those of the
-        reports already waiting in the mailbox, by the ``_Flush`` queued behind them (or
-        before any other message is handled). Under load one commit covers many reports."""
-        if self._pending is None:
-            self._pending = Changes(Transaction())
-            self.context.ref.nudge(_Flush())
-        return self._pending
-
-    async def _flush(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.flush()
-            await self._store.commit(pending.tx)
+    def _write_reports(self, tx: Transaction, reports: list[wire.OtaProgress]) -> None:
+        """A group of ``reports``: what they changed, as it is now (``GroupCommit``)."""
+        self._reported.write(tx)
 
     async def _deadlines_due(self, generation: int) -> None:
         commands = self._campaigns.commands
@@ -359,11 +377,11 @@ class OtaCampaigns(Actor[OtaMessage]):
             return  # a timer replaced after it fired
         if expired:
             async with self._store.transaction() as tx:
-                changes = Changes(tx)
+                changes = Changes()
                 await _progress.time_out(
                     self._campaigns, expired, self._settings.progress_timeout_s, changes
                 )
-                changes.flush()
+                changes.write(tx)
         commands.rearm()
 
     # -- other actors --------------------------------------------------------------------------
@@ -406,9 +424,9 @@ class OtaCampaigns(Actor[OtaMessage]):
 
     async def _on_event(self, entry: Entry, tx: Transaction) -> None:
         try:
-            changes = Changes(tx)
+            changes = Changes()
             await self._handle(entry.event, changes)
-            changes.flush()
+            changes.write(tx)
         except Exception:
             self._reload = True  # memory may hold what will not commit
             raise

@@ -10,8 +10,9 @@ import logging
 from actors.devices import Device, version_key
 from actors.errors import Invalid, NotFound
 from actors.events import new_id, utc_now
+from actors.text import check_text
 
-from ._checks import MAX_BATCH_SIZE, MAX_NAME_LENGTH, check_text
+from ._checks import MAX_BATCH_SIZE, MAX_NAME_LENGTH
 from ._messages import CreateCampaign, Firmware
 from ._rollout import Campaign, Target
 

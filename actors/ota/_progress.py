@@ -4,12 +4,10 @@ campaigns.
 A report is matched to its command in flight by command id and frame; ``_states.judge`` says
 what it does. Progress within a state (a download's percentage) only moves the frame's
 deadline and is kept in memory; a change of state is written to the ``Changes`` the caller
-hands over (the actor groups those of many reports into one commit).
+hands over (the actor collects those of many reports there and commits them together).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import wire
 from actors.events import Audit, UpdateCompleted, UpdateRolledBack
@@ -31,33 +29,31 @@ from ._states import (
 from ._tables import Changes
 
 
-async def on_report(
-    campaigns: Campaigns, report: wire.OtaProgress, changes_for_report: Callable[[], Changes]
-) -> None:
-    """Carry out ``report``; ``changes_for_report`` is called only if it changes a state."""
+async def on_report(campaigns: Campaigns, report: wire.OtaProgress, changes: Changes) -> bool:
+    """Carry out ``report``; True if it changed a state (written to ``changes``)."""
     commands = campaigns.commands
     found = commands.find(report)
     if found is None:
-        return
+        return False
     c, t = found
     verdict = judge(t, report, c.firmware.version)
     match verdict:
         case Ignored(reason=reason):
             commands.ignored[reason] += 1
-            return
+            return False
         case Progressed(progress=progress):
             t.progress = progress
             commands.extend(t)
             commands.accepted += 1
-            return
+            return False
         case Alive():
             commands.extend(t)
             commands.accepted += 1
-            return
+            return False
     commands.accepted += 1
-    changes = changes_for_report()
     _carry_out(campaigns, c, t, verdict, changes)
     await campaigns.evaluate(c, changes)
+    return True
 
 
 async def time_out(

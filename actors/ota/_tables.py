@@ -119,22 +119,23 @@ _UPSERT_PRESENCE = (
 
 class Changes:
     """What one transaction changes, collected so that each campaign and target row is
-    written once (as it is at the end) and the history in one statement.
+    written once (as it is when written) and the history in one statement.
 
-    ``flush`` adds it all to the transaction; call it last, before the commit.
+    ``write`` adds it all, with the events published meanwhile, to a transaction and starts
+    the collection afresh; call it last, before the commit.
     """
 
-    __slots__ = ("_campaigns", "_history", "_presence", "_targets", "tx")
+    __slots__ = ("_campaigns", "_events", "_history", "_presence", "_targets")
 
-    def __init__(self, tx: Transaction) -> None:
-        self.tx = tx
+    def __init__(self) -> None:
+        self._events: list[Event] = []
         self._campaigns: dict[str, Campaign] = {}
         self._targets: dict[tuple[str, str], tuple[Campaign, Target]] = {}
         self._history: list[tuple[Any, ...]] = []
         self._presence: dict[str, bool | None] = {}
 
     def publish(self, event: Event) -> None:
-        self.tx.publish(event)
+        self._events.append(event)
 
     def campaign(self, campaign: Campaign) -> None:
         self._campaigns[campaign.campaign_id] = campaign
@@ -160,8 +161,9 @@ class Changes:
         """Record whether the frame is online; None forgets it (unpaired)."""
         self._presence[device_id] = online
 
-    def flush(self) -> None:
-        tx = self.tx
+    def write(self, tx: Transaction) -> None:
+        for event in self._events:
+            tx.publish(event)
         tx.executemany(
             _UPSERT_CAMPAIGN,
             [(*_CAMPAIGNS.values(c), c.firmware.firmware_id) for c in self._campaigns.values()],
@@ -176,6 +178,7 @@ class Changes:
                 tx.execute("DELETE FROM ota_presence WHERE device_id = ?", (device_id,))
             else:
                 tx.execute(_UPSERT_PRESENCE, (device_id, int(online)))
+        self._events.clear()
         self._campaigns.clear()
         self._targets.clear()
         self._history.clear()

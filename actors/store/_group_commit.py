@@ -77,7 +77,8 @@ class GroupCommit(Generic[T, M]):
     arm the owner's own timers.
 
     The owner routes ``window_ended`` to ``window_ended()`` and ``committed`` to
-    ``commit_finished()``. Counters: ``committed_items``, ``flushes``, ``last_commit_at``.
+    ``commit_finished()``, or hands every message to ``took()``, which does both. Counters:
+    ``committed_items``, ``flushes``, ``last_commit_at``.
     """
 
     def __init__(
@@ -135,6 +136,16 @@ class GroupCommit(Generic[T, M]):
             await self.flush(wait=buffered >= self._max_buffered)
         elif self._timer is None and not self._due and buffered:
             self._timer = self._owner.context.send_after(self._window_s, self._window_note)
+
+    async def took(self, message: M) -> bool:
+        """Handle ``message`` if it is one of the two notes (True), else leave it (False)."""
+        if message == self._window_note:
+            await self.window_ended()
+        elif message == self._committed_note:
+            await self.commit_finished()
+        else:
+            return False
+        return True
 
     async def window_ended(self) -> None:
         """The ``window_ended`` note arrived."""

@@ -6,6 +6,7 @@ from collections.abc import Container
 
 from actors.errors import Invalid, NotFound
 from actors.events import new_id, utc_now
+from actors.text import check_text
 
 from ._messages import METRIC_NAME, AlertRuleView, CreateAlertRule, DefineMetric, MetricView
 from ._rules import BREACHES
@@ -20,15 +21,6 @@ MAX_TEXT_LENGTH = 64
 def check_finite(value: float, what: str) -> float:
     if value - value != 0.0:
         raise Invalid(f"{what} must be a finite number")
-    return value
-
-
-def check_text(value: str, what: str, longest: int, *, empty: bool = False) -> str:
-    value = value.strip()
-    if not (0 if empty else 1) <= len(value) <= longest:
-        raise Invalid(f"{what} must be {'0' if empty else '1'} to {longest} characters long")
-    if not value.isprintable():
-        raise Invalid(f"{what} must not contain control characters")
     return value
 
 

@@ -9,6 +9,8 @@ to it as to a real frame. The frame program itself is exercised in ``test_frames
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from io import BytesIO
@@ -20,7 +22,9 @@ from aiomqtt.exceptions import MqttConnectError
 from PIL import Image
 
 import wire
-from actors.events import Audit, FrameCommandIssued
+from actors import DATABASE_NAME
+from actors.events import Audit, FrameCommandIssued, rfc3339
+from actors.frames import FrameSeen, GetTwin
 from actors.mqtt import BrokerAddress, GetBrokerAddress, GetMqttStats, MqttStats
 from tests.harness.frames import device, heartbeat, new_album, wait_sync
 from tests.harness.hub import DEVICES, Frame, Hub, running_hub
@@ -338,3 +342,83 @@ async def test_a_burst_of_commands_reaches_the_frame_whole(tmp_path: Path) -> No
                 return ids if ids >= set(command_ids) else None
 
             assert await client.wait_until(arrived) == set(command_ids)
+
+
+async def test_sightings_are_written_together_and_never_move_last_seen_back(
+    tmp_path: Path,
+) -> None:
+    """A heartbeat that changes nothing else is a sighting: the fleet writes the newest of
+    each frame's with every other frame's (here when the hub stops, long before its window
+    ends), and a sighting older than what the table holds changes nothing."""
+    async with running_hub(tmp_path) as hub:
+        admin = await hub.new_user("admin", admin=True)
+        frames = [await hub.pair_frame(admin), await hub.pair_frame(admin)]
+        written: dict[str, tuple[str, int]] = {}
+
+        async def stored(frame: Frame) -> tuple[str, int]:
+            row = await hub.store.fetch_one(
+                "SELECT last_seen, free_bytes FROM frame_twins WHERE frame_id = ?",
+                (frame.device_id,),
+            )
+            assert row is not None
+            return row[0], row[1]
+
+        async def twin_seen(frame: Frame) -> str:
+            proxy = hub.refs.frames.find(frame.device_id)
+            assert proxy is not None
+            last_seen = (await proxy.ask(GetTwin())).last_seen
+            assert last_seen is not None
+            return last_seen
+
+        for frame in frames:
+            async with as_frame(hub, frame) as client:
+                sync = await wait_sync(client, frame, lambda s: True)
+                topic = f"frames/{frame.device_id}"
+                await client.publish(f"{topic}/availability", b"online", retain=True)
+                beat = heartbeat(frame, sync_version=sync.version)
+                await client.publish(f"{topic}/heartbeat", beat, qos=1)
+
+                async def firmware_written(frame: Frame = frame) -> bool:
+                    row = await hub.store.fetch_one(
+                        "SELECT firmware_version FROM frame_twins WHERE frame_id = ?",
+                        (frame.device_id,),
+                    )
+                    return row is not None and row[0] == "1.2.3"
+
+                await hub.until(firmware_written)
+                first = await stored(frame)
+                assert first == (await twin_seen(frame), 10**10)
+                if frame is frames[0]:
+                    beat = heartbeat(
+                        frame,
+                        sync_version=sync.version,
+                        free_bytes=9 * 10**9,
+                        timestamp=rfc3339(time.time()),
+                    )
+                    await client.publish(f"{topic}/heartbeat", beat, qos=1)
+
+                    # The bridge hands a heartbeat to the proxy before its samples to
+                    # telemetry: once they are stored, the proxy's mailbox holds it.
+                    async def sampled(frame: Frame = frame) -> bool:
+                        row = await hub.store.fetch_one(
+                            "SELECT count(*) FROM samples JOIN series USING (series_id) "
+                            "WHERE device_id = ? AND metric = 'free_bytes' AND value = ?",
+                            (frame.device_id, 9e9),
+                        )
+                        return row is not None and row[0] > 0
+
+                    await hub.until(sampled)
+                    assert await twin_seen(frame) > first[0]
+                    written[frame.device_id] = (await twin_seen(frame), 9 * 10**9)
+                    assert await stored(frame) == first  # waiting for the others'
+                else:
+                    stale = FrameSeen(
+                        frame_id=frame.device_id,
+                        last_seen="2000-01-01T00:00:00.000Z",
+                        free_bytes=1,
+                    )
+                    await hub.refs.fleet.tell(stale)
+                    written[frame.device_id] = first
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        rows = db.execute("SELECT frame_id, last_seen, free_bytes FROM frame_twins").fetchall()
+    assert {frame_id: (seen, free) for frame_id, seen, free in rows} == written
