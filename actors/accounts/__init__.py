@@ -1,6 +1,6 @@
 """Users, frames and their API tokens: who may call the hub.
 
-``Accounts`` (``/domain/accounts``) answers ``Authenticate`` with a ``Principal``; the HTTP
+``Accounts`` answers ``Authenticate`` with a ``Principal``; the HTTP
 gateway asks it for every request. ``create_user`` is the one way users are made, by the actor
 and by ``run.py users add`` alike.
 """

@@ -1,4 +1,4 @@
-"""``/domain/accounts``: users, frames' API tokens, and who a presented token belongs to.
+"""The accounts actor: users, frames' API tokens, and who a presented token belongs to.
 
 Tokens are 256-bit random strings shown once, when issued; only their SHA-256 is stored.
 The actor keeps every active token's hash in memory (rebuilt in ``on_start``, changed only
@@ -224,7 +224,7 @@ async def create_user(
 
 
 class Accounts(Actor[AccountsMessage]):
-    """``/domain/accounts``: owns the ``users`` and ``api_tokens`` tables."""
+    """The accounts actor: owns the ``users`` and ``api_tokens`` tables."""
 
     def __init__(self, store: Store) -> None:
         self._store = store

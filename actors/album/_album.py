@@ -1,4 +1,4 @@
-"""``/domain/album`` (seed album_service): albums, their photos, and which frames synced them.
+"""The album actor (seed album_service): albums, their photos, and which frames synced them.
 
 The actor learns which files exist and who owns them from the uploader's events (it never
 reads another actor's tables) and keeps everything it answers from in memory, rebuilt from its
@@ -243,7 +243,7 @@ class _Album:
 
 
 class Album(Actor[AlbumMessage]):
-    """``/domain/album``: owns ``albums``, ``album_photos``, ``album_sync_status``, ``album_files``.
+    """The album actor: owns ``albums``, ``album_photos``, ``album_sync_status``, ``album_files``.
 
     Journal consumer ``album`` on ``file.uploaded``, ``file.uploaded.with_ai`` (learn the
     owner; file the photo into ``metadata["album_id"]`` when that album is the uploader's) and

@@ -1,7 +1,7 @@
 """The operator console's page: ``GET /console`` and its static assets, no token needed.
 
 The page is plain HTML, CSS and a JavaScript module (``actors/console/static``), served as
-files. It talks to the console's WebSocket server (``/edge/console``), which asks for an
+files. It talks to the console's WebSocket server, which asks for an
 admin's token in its ``hello``; ``GET /console/config.json`` tells the page where that server
 listens, as seen from the host the browser used to reach the page.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from actors.frames import FrameProxy
 from actors.http import api_route
 from actors.mqtt import GetMqttStats, MqttStats
 from actors.notifier import GetNotifierStats, NotifierStats
@@ -25,7 +26,7 @@ async def metrics(context: Api, _: None) -> Response:
     telemetry: TelemetryStats = await context.peers.telemetry.ask(GetTelemetryStats())
     notifier: NotifierStats = await context.peers.notifier.ask(GetNotifierStats())
     actors = _walk(context.snapshot())
-    frames = [a for a in actors if a.path.startswith("/frames/") and a.path != "/frames/fleet"]
+    frames = [a for a in actors if a.actor_class == FrameProxy.__name__]
     lines = [
         "# TYPE framehub_mqtt_connected gauge",
         f"framehub_mqtt_connected {int(stats.connected)}",
@@ -77,7 +78,7 @@ async def metrics(context: Api, _: None) -> Response:
         *(
             f'framehub_actor_restarts_total{{path="{a.path}"}} {a.restarts}'
             for a in actors
-            if not a.path.startswith("/frames/")
+            if a.actor_class != FrameProxy.__name__
         ),
         "# TYPE framehub_mailbox_depth_max gauge",
         f"framehub_mailbox_depth_max {max((a.mailbox_depth for a in actors), default=0)}",

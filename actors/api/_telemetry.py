@@ -1,6 +1,6 @@
 """Telemetry routes (admin only): metric definitions, alert rules, alerts and a frame's samples.
 
-Each route asks ``/domain/telemetry``; acknowledging and resolving an alert are the actor's
+Each route asks the telemetry actor; acknowledging and resolving an alert are the actor's
 (it changes the alert and publishes the event in one transaction).
 """
 

@@ -1,10 +1,10 @@
-"""``/domain/devices`` (seed device_service): the frames paired with the hub.
+"""The device registry (seed device_service): the frames paired with the hub.
 
 The registry is the durable record of each frame: what it is (name, model, hardware version,
 panel), its MQTT user (the password only as a ``$7$`` hash; the plain one is shown once, at
 pairing), the albums assigned to it, the firmware version it last completed an update to,
 when it was last heard of and whether it is active. What a frame is doing right now (online,
-on screen, sync progress, health) is its proxy's twin, ``/frames/<id>``.
+on screen, sync progress, health) is its proxy's twin.
 
 The actor answers from memory, rebuilt from ``devices`` and ``device_albums`` in
 ``on_start`` and changed only once a transaction has committed. A deleted device keeps its
@@ -312,7 +312,7 @@ DEVICES = Rows(Device, omit={"album_ids"})
 
 
 class DeviceRegistry(Actor[DeviceMessage]):
-    """``/domain/devices``: owns ``devices`` and ``device_albums``; publishes
+    """The device registry: owns ``devices`` and ``device_albums``; publishes
     ``device.registered``, ``device.updated`` and ``device.deleted``.
 
     Journal consumer ``devices`` (seed handlers) on ``firmware.uploaded`` (tell each compatible

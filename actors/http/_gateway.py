@@ -1,4 +1,4 @@
-"""``/edge/http``: the HTTP API, served by Hypercorn on the actor system's own Trio run."""
+"""The HTTP gateway: the HTTP API, served by Hypercorn on the actor system's own Trio run."""
 
 from __future__ import annotations
 
@@ -133,8 +133,8 @@ class HttpGateway(Actor[GatewayMessage]):
     """Serves ``routes`` plus ``/api/v1/me``, ``/api/v1/users``, the probes and the OpenAPI
     document, for as long as it lives.
 
-    Start it after the actors its routes ask (``/edge`` after ``/domain``): it stops first
-    then, finishing requests in flight (up to ``graceful_timeout_s``) while they still answer.
+    Start it after the actors its routes ask: it stops first then, finishing requests in
+    flight (up to ``graceful_timeout_s``) while they still answer.
     Uploads are staged in ``staging_dir``, which must be on the blobs' filesystem. Callers
     are authenticated by ``accounts``; handlers find ``peers`` in their ``RequestContext``.
     """

@@ -182,7 +182,7 @@ KeeperMessage = ListDeadLetters | ReplayDeadLetter | PruneJournal | CheckReplays
 
 
 class JournalKeeper(Actor[KeeperMessage]):
-    """``/infra/journal``: retention, dead-letter listing and replay requests.
+    """The journal keeper: retention, dead-letter listing and replay requests.
 
     Replays asked for from outside the process (``run.py deadletters replay``) are picked up
     by a check every ``replay_check_s`` seconds.
@@ -225,7 +225,7 @@ class JournalKeeper(Actor[KeeperMessage]):
 
 
 class AuditLog(Actor[JournalNudge]):
-    """``/infra/audit``: one structured log line per event (who, what, correlation id).
+    """The audit log: one structured log line per event (who, what, correlation id).
 
     A side-effect listener in the seeds' "signals" sense: it only logs, never changes state.
     """

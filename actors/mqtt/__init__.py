@@ -1,5 +1,5 @@
-"""MQTT: the managed Mosquitto broker frames connect to (``/infra/broker``) and the hub's
-bridge to it (``/infra/mqtt``)."""
+"""MQTT: the managed Mosquitto broker frames connect to (``MosquittoBroker``) and the hub's
+bridge to it (``MqttBridge``)."""
 
 from ._bridge import (
     BridgeMessage,

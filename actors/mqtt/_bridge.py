@@ -242,7 +242,7 @@ async def _publish(client: aiomqtt.Client, message: _Publish) -> None:
 
 
 class MqttBridge(Actor[BridgeMessage]):
-    """``/infra/mqtt``: see the module's docstring.
+    """The MQTT bridge: see the module's docstring.
 
     ``broker`` is the managed broker (its address and the hub's credentials are asked of
     it); None connects to ``settings``' external URL. ``frames`` finds each frame's proxy;

@@ -423,7 +423,7 @@ async def run_broker(
 
 
 class MosquittoBroker(Actor[BrokerMessage]):
-    """``/infra/broker``: runs the managed Mosquitto broker as a child process.
+    """The managed broker: runs the managed Mosquitto broker as a child process.
 
     ``on_start`` writes ``<data_dir>/mosquitto/`` (config, password file, ACL, the hub's
     secret, the chosen port) and starts ``mosquitto -c mosquitto.conf`` as a service: started

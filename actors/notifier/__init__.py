@@ -1,4 +1,4 @@
-"""Notifications (seed notification_client): ``/domain/notifier``.
+"""Notifications (seed notification_client): ``Notifier``.
 
 ``Notifier`` turns campaign, update and alert events into notifications for the admin users,
 stored per user and read over HTTP, shown live through the ``NotificationFeed`` (the console

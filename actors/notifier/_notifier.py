@@ -1,16 +1,16 @@
-"""``/domain/notifier`` (seed notification_client): campaign, update and alert events told to
+"""The notifier (seed notification_client): campaign, update and alert events told to
 people — stored per user, shown live on the console, and optionally POSTed to a webhook.
 
 Journal consumer ``notifier`` on ``campaign.created``, ``campaign.started``,
 ``campaign.paused``, ``campaign.completed``, ``update.failed``, ``update.cancelled``,
 ``rollback.initiated``, ``alert.triggered``, ``alert.acknowledged`` and ``alert.resolved``.
-Each becomes one ``Notification`` per admin user (asked of ``/domain/accounts`` once per drain
+Each becomes one ``Notification`` per admin user (asked of the accounts actor once per drain
 of the journal, so a new admin is told from the next events on). ``update.completed`` and
 ``update.rolled_back`` are not followed: a 200-frame campaign or rollback would make 200
 notifications; ``campaign.completed`` sums each up. ``alert.rule.created`` is followed only to
 remember each rule's metric, comparison and threshold, as ``campaign.created`` gives each
 campaign's name and version: the words of later notifications (``_phrasing``). Frame names
-are asked of ``/domain/devices``; an unknown frame is named by its id.
+are asked of the registry; an unknown frame is named by its id.
 
 Exactly once: the consumer's cursor advances in the transaction that stores the
 notifications (and ``UNIQUE (user_id, event_id)`` backs it up). In the same transaction a
@@ -143,7 +143,7 @@ NotifierMessage = (
 
 
 class Notifier(Actor[NotifierMessage]):
-    """``/domain/notifier``: owns ``notifications``, ``webhook_deliveries``,
+    """The notifier: owns ``notifications``, ``webhook_deliveries``,
     ``notifier_campaigns`` and ``notifier_alert_rules``; publishes no events."""
 
     def __init__(

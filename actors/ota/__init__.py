@@ -1,4 +1,4 @@
-"""OTA (seed ota_service): firmware images and update campaigns, ``/domain/ota``."""
+"""OTA (seed ota_service): firmware images and update campaigns, ``OtaCampaigns``."""
 
 from ._checks import SEMVER, check_version
 from ._messages import (

@@ -1,4 +1,4 @@
-"""``/domain/ota`` (seed ota_service): firmware images and staged update campaigns.
+"""The OTA actor (seed ota_service): firmware images and staged update campaigns.
 
 **Firmware.** An admin uploads an image with its semantic version, model, minimum hardware
 version and notes. The image is a blob in the firmware store (named by its SHA-256), the
@@ -183,7 +183,7 @@ _GROUPED = (FrameProgress, _ReportsDue, _ReportsCommitted)
 
 
 class OtaCampaigns(Actor[OtaMessage]):
-    """``/domain/ota``: see the module's docstring."""
+    """The OTA actor: see the module's docstring."""
 
     def __init__(
         self,

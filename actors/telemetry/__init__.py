@@ -1,4 +1,4 @@
-"""Telemetry (seed telemetry_service): samples, metrics and alert rules, ``/domain/telemetry``."""
+"""Telemetry (seed telemetry_service): samples, metrics and alert rules, ``TelemetryMonitor``."""
 
 from ._messages import (
     DEFAULT_QUERY_LIMIT,

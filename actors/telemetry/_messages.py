@@ -1,4 +1,4 @@
-"""What ``/domain/telemetry`` is asked and what it answers."""
+"""What the telemetry actor is asked and what it answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/domain/telemetry`` (seed telemetry_service): frames' samples, metric definitions, alert
+"""The telemetry actor (seed telemetry_service): frames' samples, metric definitions, alert
 rules and alerts.
 
 **Ingest.** The MQTT bridge tells ``TelemetryInbound`` once per inbound batch: telemetry
@@ -162,7 +162,7 @@ TelemetryMessage = (
 
 
 class TelemetryMonitor(Actor[TelemetryMessage]):
-    """``/domain/telemetry``: see the module's docstring. Owns ``metrics``, ``series``,
+    """The telemetry actor: see the module's docstring. Owns ``metrics``, ``series``,
     ``samples``, ``minute_aggregates``, ``alert_rules``, ``rule_state`` and ``alerts``;
     publishes ``telemetry.data.received``, ``metric.defined``, ``alert.rule.created``,
     ``alert.triggered``, ``alert.acknowledged`` and ``alert.resolved``."""

@@ -1,4 +1,4 @@
-"""``/domain/uploader`` (seed storage_service): accepts photos, keeps their records, analyses them.
+"""The uploader (seed storage_service): accepts photos, keeps their records, analyses them.
 
 An upload arrives as a file the HTTP layer wrote into the blob store's staging directory. The
 uploader proves it is an image it accepts, moves it into the content-addressed blob store and,
