@@ -264,10 +264,6 @@ def check_side(value: int, what: str) -> int:
     return value
 
 
-def _audit_of(user_id: str | None) -> Audit:
-    return Audit.system("devices") if user_id is None else Audit.user(user_id)
-
-
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Natural order of hardware and firmware versions: "rev10" after "rev9", "1.10" after
     "1.9" (numbers compare as numbers, other parts as text, case-insensitively)."""
@@ -443,7 +439,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
             )
             tx.publish(
                 DeviceRegistered(
-                    audit=_audit_of(message.user_id),
+                    audit=Audit.user_or_system(message.user_id, "devices"),
                     correlation_id=message.correlation_id or new_id(),
                     device_id=device.device_id,
                     name=device.name,
@@ -515,7 +511,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
             tx.execute("DELETE FROM device_albums WHERE device_id = ?", (device.device_id,))
             tx.publish(
                 DeviceDeleted(
-                    audit=_audit_of(message.user_id),
+                    audit=Audit.user_or_system(message.user_id, "devices"),
                     correlation_id=message.correlation_id or new_id(),
                     device_id=device.device_id,
                 )
@@ -624,7 +620,7 @@ class DeviceRegistry(Actor[DeviceMessage]):
         )
         tx.publish(
             DeviceUpdated(
-                audit=_audit_of(user_id),
+                audit=Audit.user_or_system(user_id, "devices"),
                 correlation_id=correlation_id or new_id(),
                 device_id=device.device_id,
                 changes={"album_ids": ",".join(device.album_ids)},

@@ -52,6 +52,11 @@ class Audit(msgspec.Struct, frozen=True, kw_only=True):
     def system(cls, part: str) -> Audit:
         return cls(kind="system", id=part)
 
+    @classmethod
+    def user_or_system(cls, user_id: str | None, part: str) -> Audit:
+        """The user who asked, or the hub's ``part`` itself when nobody did."""
+        return cls.system(part) if user_id is None else cls.user(user_id)
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
     """The envelope every event shares. Subclasses add the fields of their kind."""

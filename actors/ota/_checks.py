@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 from actors.errors import Invalid
-from actors.events import Audit
 
 MAX_NAME_LENGTH = 100
 MAX_NOTES_LENGTH = 4000
@@ -37,8 +36,3 @@ def check_version(value: str | None) -> str:
             f"(at most {MAX_VERSION_LENGTH} characters), got {version[:80]!r}"
         )
     return version
-
-
-def audit_of(user_id: str | None) -> Audit:
-    """The operator who asked, or the OTA actor itself when nobody did."""
-    return Audit.system("ota") if user_id is None else Audit.user(user_id)

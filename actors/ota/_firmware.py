@@ -15,12 +15,12 @@ import trio
 from actors.blobs import BlobStore
 from actors.devices import MAX_TEXT_LENGTH
 from actors.errors import Conflict, Invalid, NotFound, TooLarge
-from actors.events import FirmwareUploaded, new_id, utc_now
+from actors.events import Audit, FirmwareUploaded, new_id, utc_now
 from actors.store import SortedRecords, Store, StoreError, Transaction
 from actors.text import check_text
 from config import OtaSettings
 
-from ._checks import MAX_FILE_NAME_LENGTH, MAX_NOTES_LENGTH, audit_of, check_version
+from ._checks import MAX_FILE_NAME_LENGTH, MAX_NOTES_LENGTH, check_version
 from ._messages import Firmware, FirmwareFile, FirmwarePage, FirmwareStaging, StoreFirmware
 from ._tables import FIRMWARE, INSERT_FIRMWARE
 
@@ -121,7 +121,7 @@ class FirmwareCatalogue:
         tx.execute(INSERT_FIRMWARE, FIRMWARE.values(firmware))
         tx.publish(
             FirmwareUploaded(
-                audit=audit_of(message.user_id),
+                audit=Audit.user_or_system(message.user_id, "ota"),
                 correlation_id=message.correlation_id or new_id(),
                 firmware_id=firmware.firmware_id,
                 version=version,

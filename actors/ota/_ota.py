@@ -103,7 +103,6 @@ from supervision import (
 
 from . import _lifecycle, _planning, _progress
 from ._campaigns import Campaigns
-from ._checks import audit_of
 from ._commands import Commands, DeadlinesDue
 from ._firmware import FirmwareCatalogue
 from ._messages import (
@@ -336,7 +335,7 @@ class OtaCampaigns(Actor[OtaMessage]):
         firmware = self._firmware.get(message.firmware_id)
         name = _planning.check_request(message)
         campaign = _planning.requested(message, name, firmware, await self._devices())
-        audit = audit_of(message.user_id)
+        audit = Audit.user_or_system(message.user_id, "ota")
         async with self._store.transaction() as tx:
             changes = Changes()
             self._campaigns.add(campaign, changes, audit)
@@ -349,7 +348,9 @@ class OtaCampaigns(Actor[OtaMessage]):
         c = self._campaigns.get(message.campaign_id)
         async with self._store.transaction() as tx:
             changes = Changes()
-            await _lifecycle.act(self._campaigns, c, message, changes, audit_of(message.user_id))
+            await _lifecycle.act(
+                self._campaigns, c, message, changes, Audit.user_or_system(message.user_id, "ota")
+            )
             changes.write(tx)
         return c.view()
 

@@ -43,10 +43,6 @@ RuleKey = tuple[str, str]
 """A rule and a frame."""
 
 
-def audit_of(user_id: str | None) -> Audit:
-    return Audit.system("telemetry") if user_id is None else Audit.user(user_id)
-
-
 class Alerts:
     """``states`` (by rule and frame) and ``open`` alerts (active and acknowledged, by id)."""
 
@@ -158,7 +154,7 @@ class Alerts:
         )
         statement = (RESOLVE_ALERT, (resolved_at, note, view.alert_id))
         event = AlertResolved(
-            audit=audit_of(user_id),
+            audit=Audit.user_or_system(user_id, "telemetry"),
             correlation_id=alert.correlation_id,
             alert_id=view.alert_id,
             rule_id=view.rule_id,
@@ -195,7 +191,7 @@ class Alerts:
             tx.execute(ACKNOWLEDGE_ALERT, (view.acknowledged_at, view.alert_id))
             tx.publish(
                 AlertAcknowledged(
-                    audit=audit_of(message.user_id),
+                    audit=Audit.user_or_system(message.user_id, "telemetry"),
                     correlation_id=alert.correlation_id,
                     alert_id=view.alert_id,
                     rule_id=view.rule_id,

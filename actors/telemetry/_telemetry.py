@@ -62,6 +62,7 @@ from actors.devices import DeviceMessage, ListAllDevices
 from actors.errors import NotFound
 from actors.events import (
     AlertRuleCreated,
+    Audit,
     DeviceDeleted,
     DeviceRegistered,
     MetricDefined,
@@ -72,7 +73,7 @@ from actors.store import Entry, GroupCommit, SortedRecords, Store, Transaction
 from config import TelemetrySettings
 from supervision import Actor, ActorRef, Timer
 
-from ._alerts import Alerts, audit_of
+from ._alerts import Alerts
 from ._definitions import DAY_S, metric_defined, rule_defined
 from ._ingest import Intake
 from ._messages import (
@@ -379,7 +380,7 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
             tx.execute(UPSERT_METRIC, METRICS.values(metric))
             tx.publish(
                 MetricDefined(
-                    audit=audit_of(message.user_id),
+                    audit=Audit.user_or_system(message.user_id, "telemetry"),
                     correlation_id=message.correlation_id or new_id(),
                     name=metric.name,
                     unit=metric.unit,
@@ -396,7 +397,7 @@ class TelemetryMonitor(Actor[TelemetryMessage]):
             tx.execute(INSERT_RULE, RULES.values(rule))
             tx.publish(
                 AlertRuleCreated(
-                    audit=audit_of(message.user_id),
+                    audit=Audit.user_or_system(message.user_id, "telemetry"),
                     correlation_id=message.correlation_id or new_id(),
                     rule_id=rule.rule_id,
                     metric=rule.metric,
