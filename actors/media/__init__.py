@@ -1,7 +1,7 @@
 """Photo metadata, sized versions, playlists and rotation schedules (seed media_service):
-``MediaCache`` (``/domain/media``) and its messages."""
+the media cache actor ``MediaCache`` and its messages."""
 
-from ._media import MEDIA_MIGRATIONS, STANDARD_VERSIONS, MediaCache
+from ._media import MediaCache
 from ._messages import (
     MAX_FRAME_SIDE,
     MAX_INTERVAL_S,
@@ -32,6 +32,8 @@ from ._messages import (
     UpdatePlaylist,
     VersionBlob,
 )
+from ._photos import STANDARD_VERSIONS
+from ._tables import MEDIA_MIGRATIONS
 
 __all__ = [
     "MAX_FRAME_SIDE",

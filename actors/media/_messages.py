@@ -1,4 +1,4 @@
-"""What ``/domain/media`` accepts and answers, and the checks its requests go through."""
+"""What the media cache actor accepts and answers, and the checks its requests go through."""
 
 from __future__ import annotations
 
