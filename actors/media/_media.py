@@ -169,9 +169,7 @@ class MediaCache(Actor[MediaMessage]):
         """A standard version, made (with the others missing) if the upload's were not."""
         photo = self._photos.get(message.user_id, message.file_id)
         if message.size not in photo.versions:
-            audit = (
-                Audit.system("media") if message.user_id is None else Audit.user(message.user_id)
-            )
+            audit = Audit.user_or_system(message.user_id, "media")
             made = await self._maker.render_or_refuse(photo, photo.missing_standard(), ())
             async with self._store.transaction() as tx:
                 stage_versions(tx, photo, made, audit, new_id())
