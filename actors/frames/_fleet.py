@@ -45,9 +45,11 @@ from actors.store import Entry, GroupCommit, Store, Transaction
 from config import FramesSettings
 from supervision import Actor, ActorStopped, ChildSpec, MailboxFull, Request
 
+from ._desired import ProxyPeers
 from ._directory import FrameDirectory
-from ._messages import FrameSeen
-from ._proxy import FRAMES_MIGRATIONS, FrameProxy, GetTwin, ProxyMessage, ProxyPeers, Refresh
+from ._messages import FrameSeen, GetTwin, Refresh
+from ._proxy import FrameProxy, ProxyMessage
+from ._tables import FRAMES_MIGRATIONS, WRITE_SIGHTING
 from ._views import (
     NO_TWIN,
     DeviceView,
@@ -65,11 +67,6 @@ SIGHTINGS_WINDOW_S = 60.0
 """How long sightings wait to be written together (so ``last_seen`` in the table lags)."""
 SIGHTINGS_PER_COMMIT = 2000
 MAX_SIGHTINGS_BUFFERED = 20_000
-
-_WRITE_SIGHTING = (
-    "UPDATE frame_twins SET last_seen = ?, free_bytes = ?, updated_at = ? "
-    "WHERE frame_id = ? AND (last_seen IS NULL OR last_seen < ?)"
-)
 
 
 class _StartAll(msgspec.Struct, frozen=True):
@@ -264,6 +261,6 @@ def _write_sightings(tx: Transaction, sightings: list[FrameSeen]) -> None:
             newest[seen.frame_id] = seen
     now = utc_now()
     tx.executemany(
-        _WRITE_SIGHTING,
+        WRITE_SIGHTING,
         [(s.last_seen, s.free_bytes, now, s.frame_id, s.last_seen) for s in newest.values()],
     )
