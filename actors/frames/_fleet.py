@@ -1,9 +1,8 @@
-"""``/frames/fleet``: keeps one proxy per paired frame running and tells them what changed.
+"""The fleet: keeps one proxy per paired frame running and tells them what changed.
 
-It is the first child of the ``frames`` supervisor; the proxies are its dynamic siblings
-(``/frames/<frame_id>``), so a proxy's path is the frame's id. On start it migrates the
-proxies' tables, then (once the supervisor has finished starting it) starts a proxy for every
-frame the registry knows that has none. Journal consumer ``fleet``:
+The proxies are named by their frames' ids. On start the fleet migrates the proxies' tables,
+then (once its supervisor has finished starting it) starts a proxy for every frame the
+registry knows that has none. Journal consumer ``fleet``:
 
 * ``device.registered`` / ``device.deleted``: start / stop that frame's proxy;
 * ``device.updated``: the frame's albums may have changed: learn them, refresh the proxy;
@@ -98,7 +97,7 @@ FleetMessage = (
 
 
 class FrameFleet(Actor[FleetMessage]):
-    """``/frames/fleet``: see the module's docstring."""
+    """The fleet: see the module's docstring."""
 
     def __init__(
         self,
