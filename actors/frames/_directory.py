@@ -9,7 +9,8 @@ from supervision import ActorRef, ChildDirectory, ChildSpec
 from ._proxy import ProxyMessage
 
 FRAME_ID = re.compile(r"[0-9a-f]{32}")
-"""What the registry names frames (``new_id``): no other child of ``frames`` can be a frame."""
+"""What the registry names frames (``new_id``): a name of another shape (the fleet's) is no
+frame's."""
 
 
 class FrameDirectory:

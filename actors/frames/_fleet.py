@@ -1,9 +1,8 @@
-"""``/frames/fleet``: keeps one proxy per paired frame running and tells them what changed.
+"""The fleet: keeps one proxy per paired frame running and tells them what changed.
 
-It is the first child of the ``frames`` supervisor; the proxies are its dynamic siblings
-(``/frames/<frame_id>``), so a proxy's path is the frame's id. On start it migrates the
-proxies' tables, then (once the supervisor has finished starting it) starts a proxy for every
-frame the registry knows that has none. Journal consumer ``fleet``:
+The proxies are named by their frames' ids. On start the fleet migrates the proxies' tables,
+then (once its supervisor has finished starting it) starts a proxy for every frame the
+registry knows that has none. Journal consumer ``fleet``:
 
 * ``device.registered`` / ``device.deleted``: start / stop that frame's proxy;
 * ``device.updated``: the frame's albums may have changed: learn them, refresh the proxy;
@@ -45,9 +44,11 @@ from actors.store import Entry, GroupCommit, Store, Transaction
 from config import FramesSettings
 from supervision import Actor, ActorStopped, ChildSpec, MailboxFull, Request
 
+from ._desired import ProxyPeers
 from ._directory import FrameDirectory
-from ._messages import FrameSeen
-from ._proxy import FRAMES_MIGRATIONS, FrameProxy, GetTwin, ProxyMessage, ProxyPeers, Refresh
+from ._messages import FrameSeen, GetTwin, Refresh
+from ._proxy import FrameProxy, ProxyMessage
+from ._tables import FRAMES_MIGRATIONS, WRITE_SIGHTING
 from ._views import (
     NO_TWIN,
     DeviceView,
@@ -65,11 +66,6 @@ SIGHTINGS_WINDOW_S = 60.0
 """How long sightings wait to be written together (so ``last_seen`` in the table lags)."""
 SIGHTINGS_PER_COMMIT = 2000
 MAX_SIGHTINGS_BUFFERED = 20_000
-
-_WRITE_SIGHTING = (
-    "UPDATE frame_twins SET last_seen = ?, free_bytes = ?, updated_at = ? "
-    "WHERE frame_id = ? AND (last_seen IS NULL OR last_seen < ?)"
-)
 
 
 class _StartAll(msgspec.Struct, frozen=True):
@@ -101,7 +97,7 @@ FleetMessage = (
 
 
 class FrameFleet(Actor[FleetMessage]):
-    """``/frames/fleet``: see the module's docstring."""
+    """The fleet: see the module's docstring."""
 
     def __init__(
         self,
@@ -264,6 +260,6 @@ def _write_sightings(tx: Transaction, sightings: list[FrameSeen]) -> None:
             newest[seen.frame_id] = seen
     now = utc_now()
     tx.executemany(
-        _WRITE_SIGHTING,
+        WRITE_SIGHTING,
         [(s.last_seen, s.free_bytes, now, s.frame_id, s.last_seen) for s in newest.values()],
     )

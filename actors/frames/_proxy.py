@@ -1,4 +1,4 @@
-"""``/frames/<frame_id>``: one proxy actor per paired frame, the frame's twin in the hub.
+"""A frame's proxy: one actor per paired frame, the frame's twin in the hub.
 
 The twin is what the frame *should* show (desired: its albums' photos, each as the version
 made for its panel with that version's SHA-256, and its display settings; versioned) next to
@@ -32,149 +32,64 @@ told to the fleet (``FrameSeen``), which writes the newest ``last_seen`` and fre
 every frame together about once a minute, so a thousand heartbeating frames do not mean a
 thousand commits a minute. The twin's ``last_seen`` is always the proxy's own; the table's
 may be a minute older (or more, if the fleet was too busy to take a sighting).
+
+The actor is the wiring: its state, its transactions and what it asks. The rest of the
+package holds the parts: the messages (``_messages``), the tables (``_tables``), working out
+what the frame should show (``_desired``), the commands and their deadlines (``_commands``)
+and the health score (``_health``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
 import logging
 import math
-import time
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 
 import wire
-from actors.album import AlbumMessage, GetAlbumContents
-from actors.devices import DeviceMessage, GetDevice
-from actors.errors import Invalid, NotFound
-from actors.events import (
-    Audit,
-    DeviceOffline,
-    DeviceOnline,
-    FrameCommandFinished,
-    FrameCommandIssued,
-    FrameSyncRequested,
-    new_id,
-    utc_now,
-)
+from actors.events import Audit, DeviceOffline, DeviceOnline, FrameSyncRequested, utc_now
 from actors.http import PublicUrl
-from actors.media import GetFrameSchedule, GetFrameVersion, MediaMessage, Schedule, VersionBlob
-from actors.store import Rows, Store, Transaction
+from actors.media import VersionBlob
+from actors.store import Store, Transaction
 from config import FramesSettings
-from supervision import (
-    Actor,
-    ActorRef,
-    ActorStopped,
-    AskTimeout,
-    DeferredReply,
-    DomainError,
-    MailboxFull,
-    Request,
-)
+from supervision import Actor, ActorRef, ActorStopped, DeferredReply, MailboxFull, Timer
 
-from ._messages import Availability, FrameInbound, FrameSeen, GetSync
+from ._commands import CommandDeadline, Commands, new_command
+from ._desired import ProxyPeers, Refreshed, digest, open_version, refresh
+from ._health import health_score
+from ._messages import (
+    Availability,
+    CommandView,
+    Desired,
+    FrameInbound,
+    FrameSeen,
+    GetCommand,
+    GetSync,
+    GetTwin,
+    OpenFrameVersion,
+    Outcome,
+    Refresh,
+    Reported,
+    SendCommand,
+    Twin,
+)
+from ._tables import SELECT_TWIN, TWINS, SavedTwin, write_twin
 
 if TYPE_CHECKING:
     from ._fleet import FleetMessage
 
 log = logging.getLogger("framehub.frames")
 
-FRAMES_MIGRATIONS = (
-    """
-    CREATE TABLE frame_twins (
-        frame_id TEXT PRIMARY KEY,
-        desired_version INTEGER NOT NULL DEFAULT 0,
-        sync_digest TEXT NOT NULL DEFAULT '',
-        reported_version INTEGER NOT NULL DEFAULT 0,
-        online INTEGER NOT NULL DEFAULT 0,
-        last_seen TEXT,
-        firmware_version TEXT,
-        current_file_id TEXT,
-        free_bytes INTEGER,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE frame_commands (
-        command_id TEXT PRIMARY KEY,
-        frame_id TEXT NOT NULL,
-        command TEXT NOT NULL,
-        args TEXT NOT NULL,
-        state TEXT NOT NULL,
-        error TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL,
-        deadline REAL NOT NULL,
-        finished_at TEXT
-    );
-    CREATE INDEX frame_commands_frame ON frame_commands (frame_id, created_at);
-    """,
-)
-"""The ``frames`` schema, migrated once by the fleet before any proxy starts."""
-
-USER_COMMANDS = ("next", "show", "restart", "sync")
-"""Commands the API sends; firmware commands come from OTA campaigns."""
 REFRESH_EVERY_TICKS = 10
 """Safety-net refresh: every this many heartbeat intervals."""
-VERSION_ASK_TIMEOUT_S = 60.0
-"""Making a panel-sized version can queue behind other renders: be patient."""
-LOW_STORAGE_BYTES = 512 * 1024 * 1024
-"""Free storage below this lowers the health score."""
-ERROR_WINDOW_S = 3600.0
-MAX_KEPT_COMMANDS = 200
-"""Finished commands kept per frame (older ones are deleted)."""
-
-
-# -- messages ----------------------------------------------------------------------------------
-
-
-class Refresh(msgspec.Struct, frozen=True):
-    """Rebuild the desired state (albums or their photos changed); idempotent, coalesced."""
-
-
-class GetTwin(Request["Twin"], frozen=True):
-    """Answers ``Twin``."""
-
-
-class SendCommand(Request["CommandView"], frozen=True, kw_only=True):
-    """Send the frame a command; answers ``CommandView`` (``Invalid`` for a bad command,
-    ``NotFound`` when ``show`` names a photo the frame does not have)."""
-
-    command: str
-    file_id: str | None = None
-    user_id: str | None = None
-    correlation_id: str | None = None
-
-
-class GetCommand(Request["CommandView"], frozen=True, kw_only=True):
-    """Answers ``CommandView`` (``NotFound`` if this frame never had it)."""
-
-    command_id: str
-
-
-class OpenFrameVersion(Request[VersionBlob], frozen=True, kw_only=True):
-    """The version of ``file_id`` made for this frame's panel, for the frame to download;
-    ``NotFound`` unless the photo is in one of the frame's albums (any other photo is as
-    unknown to the frame as one that does not exist). Answered off the mailbox: rendering a
-    version never holds up the frame's heartbeats and commands."""
-
-    file_id: str
 
 
 class _Tick(msgspec.Struct, frozen=True):
     pass
-
-
-class _Refreshed(msgspec.Struct, frozen=True, kw_only=True):
-    sync: wire.FrameSync | None
-    versions: dict[str, VersionBlob]
-
-
-class _CommandDeadline(msgspec.Struct, frozen=True):
-    command_id: str
 
 
 ProxyMessage = (
@@ -186,74 +101,13 @@ ProxyMessage = (
     | GetCommand
     | OpenFrameVersion
     | _Tick
-    | _Refreshed
-    | _CommandDeadline
+    | Refreshed
+    | CommandDeadline
 )
-
-CommandState = Literal["pending", "done", "failed", "timed_out"]
-Outcome = Literal["done", "failed", "timed_out"]
-
-
-class CommandView(msgspec.Struct, frozen=True, kw_only=True):
-    command_id: str
-    frame_id: str
-    command: str
-    args: dict[str, str]
-    state: CommandState
-    error: str
-    created_at: str
-    finished_at: str | None
-
-
-class Desired(msgspec.Struct, frozen=True, kw_only=True):
-    version: int
-    album_ids: list[str]
-    photos: int
-    display: wire.DisplaySettings
-
-
-class Reported(msgspec.Struct, frozen=True, kw_only=True):
-    sync_version: int
-    current_file_id: str | None
-    firmware_version: str | None
-    free_bytes: int | None
-    uptime_s: float | None
-    cached_photos: int | None
-
-
-class Twin(msgspec.Struct, frozen=True, kw_only=True):
-    frame_id: str
-    online: bool
-    last_seen: str | None
-    firmware_version: str | None
-    current_file_id: str | None
-    health_score: int
-    in_sync: bool
-    """The frame reported the desired sync version."""
-    desired: Desired
-    reported: Reported
-    pending_commands: int
-
-
-# -- the actor ---------------------------------------------------------------------------------
-
-
-_encode = msgspec.json.encode
-_COMMANDS = Rows(CommandView)
-"""A ``frame_commands`` row is a ``CommandView``, then its ``deadline``."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyPeers:
-    """The actors a frame's proxy asks when it works out what its frame should show."""
-
-    devices: ActorRef[DeviceMessage]
-    album: ActorRef[AlbumMessage]
-    media: ActorRef[MediaMessage]
 
 
 class FrameProxy(Actor[ProxyMessage]):
-    """``/frames/<frame_id>``: see the module's docstring."""
+    """A frame's proxy: see the module's docstring."""
 
     def __init__(
         self,
@@ -294,47 +148,35 @@ class FrameProxy(Actor[ProxyMessage]):
         self._errors: deque[float] = deque(maxlen=50)
         self._ticks = 0
         # commands
-        self._pending: dict[str, CommandView] = {}
+        self._commands = Commands(frame_id, store, settings.command_timeout_s, self._send_after)
         self._reissue_due = False
         """The frame said it is online: send the pending commands again at its next beat."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        row = await self._store.fetch_one(
-            "SELECT desired_version, sync_digest, reported_version, online, last_seen, "
-            "firmware_version, current_file_id, free_bytes FROM frame_twins WHERE frame_id = ?",
-            (self._frame_id,),
-        )
+        row = await self._store.fetch_one(SELECT_TWIN, (self._frame_id,))
         if row is not None:
-            (
-                self._version,
-                self._digest,
-                self._reported_version,
-                online,
-                self._last_seen,
-                self._firmware,
-                self._current_file,
-                self._free_bytes,
-            ) = row
-            self._online = bool(online)
-        now = time.time()
-        for row in await self._store.fetch_all(
-            f"SELECT {_COMMANDS.columns}, deadline FROM frame_commands "
-            "WHERE frame_id = ? AND state = 'pending'",
-            (self._frame_id,),
-        ):
-            view = _COMMANDS.of(row)
-            self._pending[view.command_id] = view
-            deadline = row[len(_COMMANDS)]
-            self.context.send_after(max(0.0, deadline - now), _CommandDeadline(view.command_id))
+            saved = TWINS.of(row)
+            self._version = saved.desired_version
+            self._digest = saved.sync_digest
+            self._reported_version = saved.reported_version
+            self._online = saved.online
+            self._last_seen = saved.last_seen
+            self._firmware = saved.firmware_version
+            self._current_file = saved.current_file_id
+            self._free_bytes = saved.free_bytes
+        await self._commands.restore()
         # An answer may have been lost with the previous incarnation: ask again at the next beat.
-        self._reissue_due = bool(self._pending)
+        self._reissue_due = bool(self._commands)
         if self._online:
             # Heard of before the restart: silence from now on still makes it offline.
             self._heard_at = trio.current_time()
         self.context.send_every(self._interval, _Tick())
         await self._start_refresh()
+
+    def _send_after(self, delay: float, message: CommandDeadline) -> Timer:
+        return self.context.send_after(delay, message)
 
     async def receive(self, message: ProxyMessage) -> Any:
         match message:
@@ -349,15 +191,15 @@ class FrameProxy(Actor[ProxyMessage]):
             case SendCommand():
                 return await self._send_command(message)
             case GetCommand(command_id=command_id):
-                return await self._command(command_id)
+                return await self._commands.find(command_id)
             case OpenFrameVersion(file_id=file_id):
                 answer = self.context.defer_reply(message)
                 await self.context.start_service(self._open_version, file_id, answer)
             case _Tick():
                 await self._tick()
-            case _Refreshed():
+            case Refreshed():
                 await self._refreshed(message)
-            case _CommandDeadline(command_id=command_id):
+            case CommandDeadline(command_id=command_id):
                 await self._finish_command(command_id, "timed_out", "no answer from the frame")
         return None
 
@@ -368,22 +210,8 @@ class FrameProxy(Actor[ProxyMessage]):
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        peers = self._peers
         try:
-            device = await peers.devices.ask(GetDevice(device_id=self._frame_id))
-            shown = await peers.album.ask(GetAlbumContents(album_ids=device.album_ids))
-            if not any(file_id in photos for photos in shown.photos.values()):
-                raise NotFound(f"no photo {file_id}")
-            width, height = device.panel
-            version = await peers.media.ask(
-                GetFrameVersion(
-                    file_id=file_id,
-                    width=width,
-                    height=height,
-                    fill=True,
-                    frame_id=self._frame_id,
-                )
-            )
+            version = await open_version(self._frame_id, self._peers, file_id)
         except Exception as error:  # the asker gets it as if it had asked itself
             answer.fail(error)
         else:
@@ -405,87 +233,30 @@ class FrameProxy(Actor[ProxyMessage]):
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        peers = self._peers
-        sync: wire.FrameSync | None = None
-        versions: dict[str, VersionBlob] = {}
-        try:
-            device = await peers.devices.ask(GetDevice(device_id=self._frame_id))
-            contents = await peers.album.ask(GetAlbumContents(album_ids=device.album_ids))
-            media = peers.media
-            schedule: Schedule | None = await media.ask(GetFrameSchedule(frame_id=self._frame_id))
-            width, height = device.panel
-            base_url = await self._public_url.wait()
-            photos: list[wire.SyncPhoto] = []
-            for album_id in device.album_ids:
-                for file_id in contents.photos.get(album_id, []):
-                    if file_id in versions:
-                        continue
-                    blob = known.get(file_id)
-                    if blob is None or (blob.width, blob.height) != (width, height):
-                        try:
-                            blob = await media.ask(
-                                GetFrameVersion(
-                                    file_id=file_id,
-                                    width=width,
-                                    height=height,
-                                    fill=True,
-                                    frame_id=self._frame_id,
-                                ),
-                                timeout=VERSION_ASK_TIMEOUT_S,
-                            )
-                        except DomainError as error:
-                            log.info("frame %s skips %s: %s", self._frame_id, file_id, error)
-                            continue
-                    assert blob is not None
-                    versions[file_id] = blob
-                    photos.append(
-                        wire.SyncPhoto(
-                            file_id=file_id,
-                            album_id=album_id,
-                            sha256=blob.sha256,
-                            url=f"{base_url}/api/v1/files/download/{file_id}"
-                            f"?size=frame&frame_id={self._frame_id}",
-                            width=blob.width,
-                            height=blob.height,
-                        )
-                    )
-            sync = wire.FrameSync(
-                frame_id=self._frame_id,
-                photos=photos,
-                total_photos=len(photos),
-                timestamp="",
-                album_ids=device.album_ids,
-                display=_display(schedule),
-                heartbeat_interval_s=max(1, round(self._interval)),
-                panel_width=width,
-                panel_height=height,
-            )
-        except NotFound:
-            sync = None  # the frame was unpaired: the fleet stops this proxy
-        except (AskTimeout, DomainError) as error:
-            log.warning("frame %s: refresh failed (%r); retried later", self._frame_id, error)
-            sync = None
+        refreshed = await refresh(
+            self._frame_id, self._peers, self._public_url, self._interval, known
+        )
         if self.context.ref.alive:
-            self.context.ref.nudge(_Refreshed(sync=sync, versions=versions))
+            self.context.ref.nudge(refreshed)
 
-    async def _refreshed(self, message: _Refreshed) -> None:
+    async def _refreshed(self, message: Refreshed) -> None:
         self._refreshing = False
         sync = message.sync
         if sync is not None:
             self._versions = message.versions
-            digest = _digest(sync)
-            if digest != self._digest or self._sync is None:
-                changed = digest != self._digest
+            sync_digest = digest(sync)
+            if sync_digest != self._digest or self._sync is None:
+                changed = sync_digest != self._digest
                 version = self._version + 1 if changed else self._version
                 sync = msgspec.structs.replace(sync, version=version, timestamp=utc_now())
                 if changed:
                     async with self._store.transaction() as tx:
-                        self._write_twin(tx, desired_version=version, sync_digest=digest)
+                        self._write_twin(tx, desired_version=version, sync_digest=sync_digest)
                         self._request_sync(tx, version)
                     self._version = version
-                    self._digest = digest
+                    self._digest = sync_digest
                 self._sync = sync
-                self._sync_bytes = _encode(sync)
+                self._sync_bytes = msgspec.json.encode(sync)
                 if not changed and self._reported_version != version:
                     await self._resync()  # first refresh after a restart, frame behind
         if self._refresh_again:
@@ -569,7 +340,7 @@ class FrameProxy(Actor[ProxyMessage]):
             self._reported_version = status.sync_version
         elif status.status == "error":
             self._errors.append(trio.current_time())
-        if status.command_id is not None and status.command_id in self._pending:
+        if status.command_id is not None and status.command_id in self._commands:
             if status.status == "error":
                 await self._finish_command(status.command_id, "failed", status.error or "")
             else:
@@ -611,31 +382,24 @@ class FrameProxy(Actor[ProxyMessage]):
         if self._ticks % REFRESH_EVERY_TICKS == 0:
             await self._start_refresh()
 
-    def _write_twin(self, tx: Transaction, **desired: Any) -> None:
-        version = desired.get("desired_version", self._version)
-        digest = desired.get("sync_digest", self._digest)
-        tx.execute(
-            "INSERT INTO frame_twins (frame_id, desired_version, sync_digest, reported_version, "
-            "online, last_seen, firmware_version, current_file_id, free_bytes, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (frame_id) DO UPDATE SET "
-            "desired_version = excluded.desired_version, sync_digest = excluded.sync_digest, "
-            "reported_version = excluded.reported_version, online = excluded.online, "
-            "last_seen = excluded.last_seen, firmware_version = excluded.firmware_version, "
-            "current_file_id = excluded.current_file_id, free_bytes = excluded.free_bytes, "
-            "updated_at = excluded.updated_at",
-            (
-                self._frame_id,
-                version,
-                digest,
-                self._reported_version,
-                int(self._online),
-                self._last_seen,
-                self._firmware,
-                self._current_file,
-                self._free_bytes,
-                utc_now(),
-            ),
+    def _write_twin(
+        self,
+        tx: Transaction,
+        *,
+        desired_version: int | None = None,
+        sync_digest: str | None = None,
+    ) -> None:
+        saved = SavedTwin(
+            desired_version=self._version if desired_version is None else desired_version,
+            sync_digest=self._digest if sync_digest is None else sync_digest,
+            reported_version=self._reported_version,
+            online=self._online,
+            last_seen=self._last_seen,
+            firmware_version=self._firmware,
+            current_file_id=self._current_file,
+            free_bytes=self._free_bytes,
         )
+        write_twin(tx, self._frame_id, saved)
 
     def _seen(self) -> None:
         """Hand the sighting to the fleet to write. Never waits: the fleet asks proxies too,
@@ -647,25 +411,6 @@ class FrameProxy(Actor[ProxyMessage]):
         with contextlib.suppress(MailboxFull, ActorStopped):
             self._fleet.tell_nowait(seen)
 
-    def _health(self) -> int:
-        now = trio.current_time()
-        beats = list(self._beats)
-        if len(beats) >= 2:
-            gaps = [b - a for a, b in itertools.pairwise(beats)]
-            gaps.append(max(0.0, now - beats[-1]))
-            regularity = sum(min(1.0, self._interval / max(g, 1e-3)) for g in gaps) / len(gaps)
-        else:
-            regularity = 1.0 if self._online else 0.0
-        storage = (
-            1.0 if self._free_bytes is None else min(1.0, self._free_bytes / LOW_STORAGE_BYTES)
-        )
-        recent = sum(1 for t in self._errors if now - t <= ERROR_WINDOW_S)
-        errors = max(0.0, 1.0 - recent / 10)
-        score = 100 * (0.5 * regularity + 0.25 * storage + 0.25 * errors)
-        if not self._online:
-            score = min(score, 50.0)
-        return round(score)
-
     def _twin(self) -> Twin:
         sync = self._sync
         return Twin(
@@ -674,7 +419,14 @@ class FrameProxy(Actor[ProxyMessage]):
             last_seen=self._last_seen,
             firmware_version=self._firmware,
             current_file_id=self._current_file,
-            health_score=self._health(),
+            health_score=health_score(
+                now=trio.current_time(),
+                beats=list(self._beats),
+                errors=self._errors,
+                heartbeat_interval_s=self._interval,
+                free_bytes=self._free_bytes,
+                online=self._online,
+            ),
             in_sync=self._reported_version == self._version and sync is not None,
             desired=Desired(
                 version=self._version,
@@ -690,127 +442,33 @@ class FrameProxy(Actor[ProxyMessage]):
                 uptime_s=self._uptime,
                 cached_photos=self._cached,
             ),
-            pending_commands=len(self._pending),
+            pending_commands=len(self._commands),
         )
 
     # -- commands ------------------------------------------------------------------------------
 
     async def _send_command(self, message: SendCommand) -> CommandView:
-        if message.command not in USER_COMMANDS:
-            raise Invalid(f"command must be one of {', '.join(USER_COMMANDS)}")
-        args: dict[str, str] = {}
-        if message.command == "show":
-            if not message.file_id:
-                raise Invalid("show needs args.file_id")
-            if message.file_id not in self._versions:
-                raise NotFound(f"photo {message.file_id} is not in this frame's albums")
-            args["file_id"] = message.file_id
-        elif message.file_id is not None:
-            raise Invalid(f"{message.command} takes no file_id")
-        view = CommandView(
-            command_id=new_id(),
-            frame_id=self._frame_id,
-            command=message.command,
-            args=args,
-            state="pending",
-            error="",
-            created_at=utc_now(),
-            finished_at=None,
-        )
-        timeout = self._settings.command_timeout_s
+        view = new_command(self._frame_id, message, shown=self._versions)
         audit = Audit.system("frames") if message.user_id is None else Audit.user(message.user_id)
         async with self._store.transaction() as tx:
-            tx.execute(
-                f"INSERT INTO frame_commands ({_COMMANDS.columns}, deadline) "
-                f"VALUES ({_COMMANDS.placeholders}, ?)",
-                (*_COMMANDS.values(view), time.time() + timeout),
-            )
-            tx.publish(
-                FrameCommandIssued(
-                    audit=audit,
-                    correlation_id=message.correlation_id or new_id(),
-                    frame_id=self._frame_id,
-                    command_id=view.command_id,
-                    command=view.command,
-                    args=wire.CommandArgs(file_id=args.get("file_id")),
-                )
-            )
-        self._pending[view.command_id] = view
-        self.context.send_after(timeout, _CommandDeadline(view.command_id))
+            self._commands.issue(tx, view, audit, message.correlation_id)
+        self._commands.wait_for(view)
         return view
 
     async def _reissue_commands(self) -> None:
         """Publish every pending command again, with its own id (see the module's docstring)."""
-        if not self._pending:
+        if not self._commands:
             return
         async with self._store.transaction() as tx:
-            for view in self._pending.values():
-                tx.publish(
-                    FrameCommandIssued(
-                        audit=Audit.system("frames"),
-                        frame_id=self._frame_id,
-                        command_id=view.command_id,
-                        command=view.command,
-                        args=wire.CommandArgs(file_id=view.args.get("file_id")),
-                    )
-                )
+            self._commands.reissue(tx)
 
     async def _finish_command(self, command_id: str, outcome: Outcome, error: str) -> None:
-        view = self._pending.get(command_id)
+        view = self._commands.get(command_id)
         if view is None:
             return  # answered already, or timed out before the answer came
         finished_at = utc_now()
         async with self._store.transaction() as tx:
-            tx.execute(
-                "UPDATE frame_commands SET state = ?, error = ?, finished_at = ? "
-                "WHERE command_id = ?",
-                (outcome, error, finished_at, command_id),
-            )
-            tx.execute(
-                "DELETE FROM frame_commands WHERE frame_id = ? AND state != 'pending' AND "
-                "command_id NOT IN (SELECT command_id FROM frame_commands WHERE frame_id = ? "
-                "ORDER BY created_at DESC LIMIT ?)",
-                (self._frame_id, self._frame_id, MAX_KEPT_COMMANDS),
-            )
-            tx.publish(
-                FrameCommandFinished(
-                    audit=Audit.frame(self._frame_id),
-                    frame_id=self._frame_id,
-                    command_id=command_id,
-                    command=view.command,
-                    outcome=outcome,
-                    error=error,
-                )
-            )
+            self._commands.finish(tx, view, outcome, error, finished_at)
             if outcome != "timed_out":
                 self._write_twin(tx)
-        del self._pending[command_id]
-
-    async def _command(self, command_id: str) -> CommandView:
-        view = self._pending.get(command_id)
-        if view is not None:
-            return view
-        row = await self._store.fetch_one(
-            f"SELECT {_COMMANDS.columns} FROM frame_commands WHERE command_id = ? AND frame_id = ?",
-            (command_id, self._frame_id),
-        )
-        if row is None:
-            raise NotFound(f"no command {command_id} for frame {self._frame_id}")
-        return _COMMANDS.of(row)
-
-
-def _display(schedule: Schedule | None) -> wire.DisplaySettings:
-    if schedule is None:
-        return wire.DisplaySettings()
-    return wire.DisplaySettings(
-        interval_s=schedule.interval_s,
-        shuffle=schedule.shuffle,
-        quiet_start=schedule.quiet_start,
-        quiet_end=schedule.quiet_end,
-    )
-
-
-def _digest(sync: wire.FrameSync) -> str:
-    """What the frame is told, without the version and timestamp: equal digests, same sync."""
-    content = msgspec.structs.replace(sync, version=0, timestamp="")
-    return hashlib.sha256(_encode(content)).hexdigest()
+        self._commands.forget(command_id)

@@ -8,7 +8,7 @@ import wire
 from actors.devices import Device
 from supervision import Request
 
-from ._proxy import Desired, Reported, Twin
+from ._messages import Desired, Reported, Twin
 
 
 class DeviceView(Device, frozen=True, kw_only=True):
