@@ -348,12 +348,23 @@ def hub_tree(
 
 
 @dataclass(frozen=True, slots=True)
+class HubBlobs:
+    """The hub's blob stores, each with one owner: originals (the uploader), versions (the
+    media cache), firmware images (the OTA actor)."""
+
+    originals: BlobStore
+    versions: BlobStore
+    firmware: BlobStore
+
+
+@dataclass(frozen=True, slots=True)
 class RunningHub:
     """The hub once it is ready, as ``serve(on_ready=...)`` hands it over (tests, benchmarks)."""
 
     system: ActorSystem
     store: Store
     refs: HubRefs
+    blobs: HubBlobs
 
 
 def write_ports(data_dir: Path, ports: dict[str, int]) -> None:
@@ -427,17 +438,20 @@ async def serve(
                 max_attempts=settings.journal.max_attempts,
                 batch_max=settings.journal.batch_max,
             )
-            originals = BlobStore(data_dir / BLOBS_DIR / "originals")
-            versions = BlobStore(data_dir / BLOBS_DIR / "versions")
+            blobs = HubBlobs(
+                originals=BlobStore(data_dir / BLOBS_DIR / "originals"),
+                versions=BlobStore(data_dir / BLOBS_DIR / "versions"),
+                firmware=BlobStore(data_dir / BLOBS_DIR / "firmware"),
+            )
             limiter = trio.CapacityLimiter(IMAGE_WORKERS)
             refs = HubRefs()
             tree = hub_tree(
                 settings,
                 journal,
-                originals,
-                versions,
+                blobs.originals,
+                blobs.versions,
                 limiter,
-                firmware=BlobStore(data_dir / BLOBS_DIR / "firmware"),
+                firmware=blobs.firmware,
                 signing_key=load_signing_key(data_dir),
                 notifications=NotificationFeed(),
                 refs=refs,
@@ -460,7 +474,7 @@ async def serve(
                 write_ports(data_dir, ports)
                 log.info("framehub ready (data in %s)", data_dir)
                 if on_ready is not None:
-                    await on_ready(RunningHub(system=system, store=store, refs=refs))
+                    await on_ready(RunningHub(system, store, refs, blobs))
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     break

@@ -23,7 +23,7 @@ import httpx
 import msgspec
 import trio
 
-from actors import DATABASE_NAME, HubRefs, RunningHub, serve
+from actors import DATABASE_NAME, HubBlobs, HubRefs, RunningHub, serve
 from actors.accounts import CreateUser
 from actors.album import ListAlbums
 from actors.events import AnyEvent
@@ -75,6 +75,7 @@ class Hub:
     client: httpx.AsyncClient
     store: Store
     refs: HubRefs
+    blobs: HubBlobs
     _names: int = field(default=0)
 
     async def until(self, check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
@@ -254,7 +255,15 @@ async def running_hub(data_dir: Path, **settings: str) -> AsyncIterator[Hub]:
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{address.port}", timeout=60.0
             ) as client:
-                yield Hub(running.system, data_dir, address, client, running.store, running.refs)
+                yield Hub(
+                    running.system,
+                    data_dir,
+                    address,
+                    client,
+                    running.store,
+                    running.refs,
+                    running.blobs,
+                )
         except BaseException:
             # The test failed: stop at once. (No SIGTERM here: a signal that serve's receiver
             # has not consumed when it closes is re-raised by Trio, killing the test run.)

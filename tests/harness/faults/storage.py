@@ -34,13 +34,6 @@ from tests.harness.hub import Hub
 UNLIMITED_PAGES = 1073741823
 """SQLite's default ``max_page_count``."""
 
-BLOB_OWNERS = {
-    "originals": "/domain/uploader",
-    "versions": "/domain/media",
-    "firmware": "/domain/ota",
-}
-"""Which actor holds which of the hub's blob stores."""
-
 
 async def _pragma(hub: Hub, sql: str) -> Any:
     store = hub.store
@@ -60,11 +53,10 @@ async def database_full(hub: Hub) -> AsyncIterator[None]:
 
 
 def blob_store(hub: Hub, name: str) -> BlobStore:
-    """The running hub's blob store ``name`` (see ``BLOB_OWNERS``), from the actor holding it
-    (the same instance every incarnation of that actor gets)."""
-    actor = hub.system._cell(BLOB_OWNERS[name]).actor
-    store = getattr(actor, "_blobs", None)
-    assert isinstance(store, BlobStore), (name, actor)
+    """The running hub's blob store ``name`` (``originals``, ``versions`` or ``firmware``): the
+    instance its owner gets in every incarnation."""
+    store = getattr(hub.blobs, name)
+    assert isinstance(store, BlobStore), name
     return store
 
 
