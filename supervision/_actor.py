@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, cast
 
 import msgspec
 import trio
@@ -52,6 +52,22 @@ class Request(msgspec.Struct, Generic[R_co], frozen=True, kw_only=True):
     """
 
 
+class _NotStarted:
+    """Stands in for the cell of a declared ref until its actor starts: using it in any way
+    raises ``ActorNotFound`` (so the hot paths need no check of their own)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attribute: str) -> NoReturn:
+        raise ActorNotFound(f"<{self.name or 'actor'}: not started>")
+
+    def __repr__(self) -> str:
+        return f"{self.name or 'actor'} (not started)"
+
+
 class ActorRef(Generic[M]):
     """The address of an actor. It stays valid across restarts: the mailbox belongs to it.
 
@@ -63,43 +79,34 @@ class ActorRef(Generic[M]):
     ``ActorNotFound``, as looking up a path that is not there does.
     """
 
-    __slots__ = ("_cell", "_name")
+    __slots__ = ("_cell",)
 
-    def __init__(self, cell: Cell | None, name: str = "") -> None:
-        self._cell: Cell | None = cell
-        self._name = name
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
 
     @classmethod
     def declare(cls, name: str = "") -> ActorRef[M]:
-        """A ref to an actor not started yet; ``name`` only serves ``repr`` until then."""
-        return cls(None, name)
-
-    @property
-    def _live(self) -> Cell:
-        cell = self._cell
-        if cell is None:
-            raise ActorNotFound(f"<{self._name or 'actor'}: not started>")
-        return cell
+        """A ref to an actor not started yet; ``name`` only serves messages until then."""
+        return cls(cast("Cell", _NotStarted(name)))
 
     @property
     def path(self) -> str:
-        return self._live.path
+        return self._cell.path
 
     @property
     def alive(self) -> bool:
         """False once the actor has stopped for good (or before it started)."""
-        return self._cell is not None and not self._cell.mailbox.closed
+        return (
+            not isinstance(cast(object, self._cell), _NotStarted) and not self._cell.mailbox.closed
+        )
 
     def __repr__(self) -> str:
-        where = self._cell.path if self._cell is not None else f"{self._name} (not started)"
+        cell = self._cell
+        where = repr(cell) if isinstance(cast(object, cell), _NotStarted) else cell.path
         return f"<ActorRef {where}>"
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ActorRef):
-            return False
-        if self._cell is None:
-            return other is self
-        return other._cell is self._cell
+        return isinstance(other, ActorRef) and other._cell is self._cell
 
     def __hash__(self) -> int:
         return id(self)
@@ -110,17 +117,11 @@ class ActorRef(Generic[M]):
         Raises ``ActorStopped`` if the actor has stopped for good. It is a checkpoint only
         when it has to wait for space.
         """
-        cell = self._cell
-        if cell is None:
-            cell = self._live  # raises: not started
-        await cell.mailbox.put((message, None))
+        await self._cell.mailbox.put((message, None))
 
     def tell_nowait(self, message: M) -> None:
         """Queue ``message`` or raise ``MailboxFull`` at once."""
-        cell = self._cell
-        if cell is None:
-            cell = self._live  # raises: not started
-        cell.mailbox.put_nowait((message, None))
+        self._cell.mailbox.put_nowait((message, None))
 
     def nudge(self, message: M) -> None:
         """Queue a wake-up note even when the mailbox is full.
@@ -129,7 +130,7 @@ class ActorRef(Generic[M]):
         waiting"), so the overflow is bounded by the number of such senders. Data goes
         through ``tell``. Raises ``ActorStopped`` once the actor has stopped for good.
         """
-        cell = self._live
+        cell = self._cell
         mailbox = cell.mailbox
         if mailbox.closed:
             raise ActorStopped(cell.path)
@@ -150,8 +151,6 @@ class ActorRef(Generic[M]):
         one still queued is dropped unhandled when its turn comes (counted as ``expired``).
         """
         cell = self._cell
-        if cell is None:
-            cell = self._live  # raises: not started
         if timeout is DEFAULT:
             timeout = cell.system.ask_timeout
         reply = Reply()
@@ -300,10 +299,10 @@ class ActorContext(Generic[M]):
 
     def watch(self, ref: ActorRef[Any], on_terminated: Callable[[Terminated], M]) -> None:
         """When ``ref`` stops for good, deliver ``on_terminated(Terminated(...))`` to me."""
-        self._cell.watch(ref._live, on_terminated)
+        self._cell.watch(ref._cell, on_terminated)
 
     def unwatch(self, ref: ActorRef[Any]) -> None:
-        ref._live.watchers.pop(self._cell, None)
+        ref._cell.watchers.pop(self._cell, None)
 
 
 class Actor(Generic[M]):

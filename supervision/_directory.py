@@ -34,17 +34,17 @@ class ChildDirectory(Generic[M]):
 
     def find(self, name: str) -> ActorRef[M] | None:
         """The live child ``name``, or None."""
-        parent = self._parent._live
+        parent = self._parent._cell
         cell = parent.system.registry.get(f"{parent.path.rstrip('/')}/{name}")
         return None if cell is None else cell.ref
 
     async def start(self, specs: list[ChildSpec[M]]) -> list[ActorRef[M]]:
         """Start children (all or none by name; ``ValueError`` if one is taken); returns once
         each one's ``on_start`` has run."""
-        parent = self._parent._live
+        parent = self._parent._cell
         return await parent.system.start_children(parent.path, list(specs))
 
     async def stop(self, name: str) -> None:
         """Stop child ``name`` for good (it drains its mailbox first) and forget it."""
-        parent = self._parent._live
+        parent = self._parent._cell
         await parent.system.stop_child(parent.path, name)
