@@ -63,20 +63,8 @@ def server(broker: Broker) -> Iterator[PhotoServer]:
 
 
 @pytest.fixture
-def hub(broker: Broker) -> Iterator[HubClient]:
-    client = HubClient(broker.port)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def device_id(request: pytest.FixtureRequest) -> str:
     return f"frame-{request.node.name[5:40]}"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "frame"
 
 
 @pytest.fixture

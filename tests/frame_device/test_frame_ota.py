@@ -60,20 +60,8 @@ def server(broker: Broker, signer: HubSigner) -> Iterator[PhotoServer]:
 
 
 @pytest.fixture
-def hub(broker: Broker) -> Iterator[HubClient]:
-    client = HubClient(broker.port)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def device_id(request: pytest.FixtureRequest) -> str:
     return f"ota-{request.node.name[5:40]}"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "frame"
 
 
 @pytest.fixture
