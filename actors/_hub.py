@@ -17,7 +17,7 @@ import trio
 
 from actors.accounts import Accounts, AccountsMessage
 from actors.album import Album, AlbumMessage
-from actors.api import ROUTES, ApiPeers
+from actors.api import ApiPeers, api_routes
 from actors.blobs import BlobStore
 from actors.console import Console, ConsoleMessage, ConsolePeers, GetConsoleAddress
 from actors.devices import DeviceMessage, DeviceRegistry, FrameAccess
@@ -279,7 +279,6 @@ def hub_tree(
         ),
     ]
     api_peers = ApiPeers(
-        accounts=refs.accounts,
         uploader=refs.uploader,
         album=refs.album,
         media=refs.media,
@@ -314,8 +313,7 @@ def hub_tree(
                 store=store,
                 staging_dir=originals.staging,
                 accounts=refs.accounts,
-                routes=ROUTES,
-                peers=api_peers,
+                routes=api_routes(api_peers),
                 public_url=public_url,
                 readiness=[broker_connected],
             ),

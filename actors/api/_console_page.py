@@ -13,11 +13,10 @@ from pathlib import Path
 import msgspec
 from starlette.responses import Response
 
-from actors.console import ConsoleAddress, GetConsoleAddress
+from actors.console import ConsoleAddress, ConsoleMessage, GetConsoleAddress
 from actors.errors import NotFound
-from actors.http import api_route, file_response
-
-from ._peers import Api
+from actors.http import ApiRoute, RequestContext, api_route, file_response
+from supervision import ActorRef
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "console" / "static"
 
@@ -34,7 +33,7 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
     ws_url: str
 
 
-async def console_page(context: Api, _: None) -> Response:
+async def console_page(context: RequestContext, _: None) -> Response:
     return file_response(
         context.request,
         STATIC_DIR / "console.html",
@@ -43,7 +42,7 @@ async def console_page(context: Api, _: None) -> Response:
     )
 
 
-async def console_asset(context: Api, _: None) -> Response:
+async def console_asset(context: RequestContext, _: None) -> Response:
     name = context.path_params["asset"]
     media_type = _ASSETS.get(name)
     if media_type is None:
@@ -60,43 +59,49 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-async def console_config(context: Api, _: None) -> ConsoleConfig:
-    address: ConsoleAddress = await context.peers.console.ask(GetConsoleAddress())
-    host = _host_name(context.request.headers.get("host", ""))
-    if not host:
-        host = f"[{address.host}]" if ":" in address.host else address.host
-    return ConsoleConfig(ws_url=f"ws://{host}:{address.port}/")
+class ConsolePageRoutes:
+    """The console's page, and where its WebSocket server listens."""
 
+    def __init__(self, console: ActorRef[ConsoleMessage]) -> None:
+        self._console = console
 
-CONSOLE_PAGE_ROUTES = (
-    api_route(
-        "GET",
-        "/console",
-        console_page,
-        auth=None,
-        media_type="text/html",
-        download=True,
-        tags=("console",),
-        summary="the operator console (its WebSocket asks for an admin's token)",
-    ),
-    api_route(
-        "GET",
-        "/console/config.json",
-        console_config,
-        auth=None,
-        response=ConsoleConfig,
-        tags=("console",),
-        summary="where the console page opens its WebSocket",
-    ),
-    api_route(
-        "GET",
-        "/console/{asset}",
-        console_asset,
-        auth=None,
-        media_type="text/*",
-        download=True,
-        errors=(404,),
-        tags=("console",),
-        summary="the console page's stylesheet and script",
-    ),
-)
+    async def console_config(self, context: RequestContext, _: None) -> ConsoleConfig:
+        address: ConsoleAddress = await self._console.ask(GetConsoleAddress())
+        host = _host_name(context.request.headers.get("host", ""))
+        if not host:
+            host = f"[{address.host}]" if ":" in address.host else address.host
+        return ConsoleConfig(ws_url=f"ws://{host}:{address.port}/")
+
+    def routes(self) -> tuple[ApiRoute, ...]:
+        return (
+            api_route(
+                "GET",
+                "/console",
+                console_page,
+                auth=None,
+                media_type="text/html",
+                download=True,
+                tags=("console",),
+                summary="the operator console (its WebSocket asks for an admin's token)",
+            ),
+            api_route(
+                "GET",
+                "/console/config.json",
+                self.console_config,
+                auth=None,
+                response=ConsoleConfig,
+                tags=("console",),
+                summary="where the console page opens its WebSocket",
+            ),
+            api_route(
+                "GET",
+                "/console/{asset}",
+                console_asset,
+                auth=None,
+                media_type="text/*",
+                download=True,
+                errors=(404,),
+                tags=("console",),
+                summary="the console page's stylesheet and script",
+            ),
+        )

@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 import msgspec
 from starlette.responses import Response
 
-from actors.devices import GetDevice
+from actors.devices import DeviceMessage, GetDevice
 from actors.errors import BadRequest, Forbidden
-from actors.frames import OpenFrameVersion
+from actors.frames import FrameDirectory, OpenFrameVersion
 from actors.http import (
+    ApiRoute,
     PageQuery,
+    RequestContext,
     StagedUpload,
     UploadForm,
     api_route,
@@ -22,14 +24,13 @@ from actors.media import (
     GetPhoto,
     GetVersion,
     ListPhotos,
+    MediaMessage,
     PhotoPage,
     PhotoView,
     VersionBlob,
 )
-from actors.uploader import DeletePhoto, OpenOriginal, StoredPhoto, StorePhoto
-from supervision import ActorNotFound
-
-from ._peers import Api
+from actors.uploader import DeletePhoto, OpenOriginal, StoredPhoto, StorePhoto, UploaderMessage
+from supervision import ActorNotFound, ActorRef
 
 UPLOAD_TIMEOUT_S = 120.0
 """An upload waits for validation in a worker thread, possibly behind others: be patient."""
@@ -61,61 +62,7 @@ def _metadata(text: str | None) -> dict[str, str]:
     return value
 
 
-async def upload_photo(context: Api, upload: StagedUpload) -> UploadedFile | Response:
-    stored: StoredPhoto = await context.peers.uploader.ask(
-        StorePhoto(
-            user_id=context.user_id,
-            staged_path=str(upload.path),
-            file_name=upload.file_name,
-            metadata=_metadata(upload.fields.get("metadata")),
-            correlation_id=context.correlation_id,
-        ),
-        timeout=UPLOAD_TIMEOUT_S,
-    )
-    reply = UploadedFile(
-        file_id=stored.file_id,
-        file_name=stored.file_name,
-        content_type=stored.content_type,
-        file_size=stored.file_size,
-        sha256=stored.sha256,
-    )
-    context.response_headers["Location"] = f"/api/v1/photos/{stored.file_id}"
-    if stored.created:
-        return reply
-    # The same bytes again from the same user: the existing photo, not a copy.
-    return Response(
-        msgspec.json.encode(reply),
-        status_code=200,
-        media_type="application/json",
-        headers=context.response_headers,
-    )
-
-
-async def list_photos(context: Api, _: None) -> PhotoPage:
-    page = context.query(PageQuery)
-    reply: PhotoPage = await context.peers.media.ask(
-        ListPhotos(
-            user_id=context.user_id,
-            base_url=context.base_url,
-            limit=page.limit,
-            cursor=page.cursor,
-        ),
-    )
-    return reply
-
-
-async def get_photo(context: Api, _: None) -> PhotoView:
-    reply: PhotoView = await context.peers.media.ask(
-        GetPhoto(
-            user_id=context.user_id,
-            file_id=context.path_params["file_id"],
-            base_url=context.base_url,
-        ),
-    )
-    return reply
-
-
-def _file(context: Api, path: str, content_type: str, sha256: str) -> Response:
+def _file(context: RequestContext, path: str, content_type: str, sha256: str) -> Response:
     # Deleted between the reply and now (the photo is going away): gone (404), not an error.
     return file_response(
         context.request,
@@ -126,117 +73,185 @@ def _file(context: Api, path: str, content_type: str, sha256: str) -> Response:
     )
 
 
-async def _frame_version(context: Api, file_id: str, frame_id: str | None) -> VersionBlob:
-    """The photo made to cover the panel of ``frame_id`` exactly, recorded as cached for it.
+class PhotoRoutes:
+    """Uploads, photos and their versions."""
 
-    A user gets versions of their own photos for any paired frame; a frame gets them for
-    itself only (``frame_id`` defaults to it), from its proxy, which knows what it may show.
-    """
-    principal = context.principal
-    if principal.kind == "frame":
-        if frame_id not in (None, principal.id):
-            raise Forbidden("a frame may only fetch versions made for itself")
-        proxy = context.peers.frames.find(principal.id)
-        if proxy is None:
-            raise ActorNotFound(f"frame {principal.id}")  # starting: a 503, retried
-        return await proxy.ask(OpenFrameVersion(file_id=file_id))
-    if frame_id is None:
-        raise BadRequest("size=frame needs frame_id")
-    device = await context.peers.devices.ask(GetDevice(device_id=frame_id))
-    width, height = device.panel
-    return await context.peers.media.ask(
-        GetFrameVersion(
-            file_id=file_id,
-            width=width,
-            height=height,
-            fill=True,
-            frame_id=frame_id,
-            user_id=principal.id,
-        ),
-    )
+    def __init__(
+        self,
+        uploader: ActorRef[UploaderMessage],
+        media: ActorRef[MediaMessage],
+        devices: ActorRef[DeviceMessage],
+        frames: FrameDirectory,
+    ) -> None:
+        self._uploader = uploader
+        self._media = media
+        self._devices = devices
+        self._frames = frames
 
-
-async def download(context: Api, _: None) -> Response:
-    query = context.query(DownloadQuery)
-    file_id = context.path_params["file_id"]
-    if context.principal.kind == "frame" and query.size != "frame":
-        # A frame shows its panel's version: it has no claim to anyone's originals.
-        raise Forbidden("a frame may only fetch versions made for it (size=frame)")
-    if query.size == "original":
-        original = await context.peers.uploader.ask(
-            OpenOriginal(user_id=context.user_id, file_id=file_id)
+    async def upload_photo(
+        self, context: RequestContext, upload: StagedUpload
+    ) -> UploadedFile | Response:
+        stored: StoredPhoto = await self._uploader.ask(
+            StorePhoto(
+                user_id=context.user_id,
+                staged_path=str(upload.path),
+                file_name=upload.file_name,
+                metadata=_metadata(upload.fields.get("metadata")),
+                correlation_id=context.correlation_id,
+            ),
+            timeout=UPLOAD_TIMEOUT_S,
         )
-        return _file(context, original.path, original.content_type, original.sha256)
-    if query.size == "frame":
-        version = await _frame_version(context, file_id, query.frame_id)
+        reply = UploadedFile(
+            file_id=stored.file_id,
+            file_name=stored.file_name,
+            content_type=stored.content_type,
+            file_size=stored.file_size,
+            sha256=stored.sha256,
+        )
+        context.response_headers["Location"] = f"/api/v1/photos/{stored.file_id}"
+        if stored.created:
+            return reply
+        # The same bytes again from the same user: the existing photo, not a copy.
+        return Response(
+            msgspec.json.encode(reply),
+            status_code=200,
+            media_type="application/json",
+            headers=context.response_headers,
+        )
+
+    async def list_photos(self, context: RequestContext, _: None) -> PhotoPage:
+        page = context.query(PageQuery)
+        return await self._media.ask(
+            ListPhotos(
+                user_id=context.user_id,
+                base_url=context.base_url,
+                limit=page.limit,
+                cursor=page.cursor,
+            ),
+        )
+
+    async def get_photo(self, context: RequestContext, _: None) -> PhotoView:
+        return await self._media.ask(
+            GetPhoto(
+                user_id=context.user_id,
+                file_id=context.path_params["file_id"],
+                base_url=context.base_url,
+            ),
+        )
+
+    async def _frame_version(
+        self, context: RequestContext, file_id: str, frame_id: str | None
+    ) -> VersionBlob:
+        """The photo made to cover the panel of ``frame_id`` exactly, recorded as cached for it.
+
+        A user gets versions of their own photos for any paired frame; a frame gets them for
+        itself only (``frame_id`` defaults to it), from its proxy, which knows what it may show.
+        """
+        principal = context.principal
+        if principal.kind == "frame":
+            if frame_id not in (None, principal.id):
+                raise Forbidden("a frame may only fetch versions made for itself")
+            proxy = self._frames.find(principal.id)
+            if proxy is None:
+                raise ActorNotFound(f"frame {principal.id}")  # starting: a 503, retried
+            return await proxy.ask(OpenFrameVersion(file_id=file_id))
+        if frame_id is None:
+            raise BadRequest("size=frame needs frame_id")
+        device = await self._devices.ask(GetDevice(device_id=frame_id))
+        width, height = device.panel
+        return await self._media.ask(
+            GetFrameVersion(
+                file_id=file_id,
+                width=width,
+                height=height,
+                fill=True,
+                frame_id=frame_id,
+                user_id=principal.id,
+            ),
+        )
+
+    async def download(self, context: RequestContext, _: None) -> Response:
+        query = context.query(DownloadQuery)
+        file_id = context.path_params["file_id"]
+        if context.principal.kind == "frame" and query.size != "frame":
+            # A frame shows its panel's version: it has no claim to anyone's originals.
+            raise Forbidden("a frame may only fetch versions made for it (size=frame)")
+        if query.size == "original":
+            original = await self._uploader.ask(
+                OpenOriginal(user_id=context.user_id, file_id=file_id)
+            )
+            return _file(context, original.path, original.content_type, original.sha256)
+        if query.size == "frame":
+            version = await self._frame_version(context, file_id, query.frame_id)
+            return _file(context, version.path, version.content_type, version.sha256)
+        version = await self._media.ask(
+            GetVersion(user_id=context.user_id, file_id=file_id, size=query.size)
+        )
         return _file(context, version.path, version.content_type, version.sha256)
-    version = await context.peers.media.ask(
-        GetVersion(user_id=context.user_id, file_id=file_id, size=query.size)
-    )
-    return _file(context, version.path, version.content_type, version.sha256)
 
+    async def delete_file(self, context: RequestContext, _: None) -> None:
+        await self._uploader.ask(
+            DeletePhoto(
+                user_id=context.user_id,
+                file_id=context.path_params["file_id"],
+                correlation_id=context.correlation_id,
+            ),
+        )
 
-async def delete_file(context: Api, _: None) -> None:
-    await context.peers.uploader.ask(
-        DeletePhoto(
-            user_id=context.user_id,
-            file_id=context.path_params["file_id"],
-            correlation_id=context.correlation_id,
-        ),
-    )
-
-
-PHOTO_ROUTES = (
-    api_route(
-        "POST",
-        "/api/v1/storage/photos/upload",
-        upload_photo,
-        upload=UploadForm(fields=("metadata",)),
-        response=UploadedFile,
-        status=201,
-        other_statuses=(200,),
-        errors=(400, 413, 415, 422, 507),
-        tags=("photos",),
-        summary="upload a photo (JPEG, PNG, WebP, GIF, HEIC/HEIF); 200 if the same bytes exist",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/photos",
-        list_photos,
-        query=PageQuery,
-        response=PhotoPage,
-        tags=("photos",),
-        summary="the caller's photos, newest first",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/photos/{file_id}",
-        get_photo,
-        response=PhotoView,
-        errors=(404,),
-        tags=("photos",),
-        summary="a photo with its versions and analysis",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/files/download/{file_id}",
-        download,
-        query=DownloadQuery,
-        media_type="image/*",
-        download=True,
-        auth="user_or_frame",
-        errors=(400, 403, 404),
-        tags=("photos",),
-        summary="the original bytes or a version (ETag; 304 on If-None-Match); "
-        "a frame may fetch only size=frame, for itself, of the photos in its albums",
-    ),
-    api_route(
-        "DELETE",
-        "/api/v1/files/{file_id}",
-        delete_file,
-        status=204,
-        errors=(404,),
-        tags=("photos",),
-        summary="delete a photo everywhere",
-    ),
-)
+    def routes(self) -> tuple[ApiRoute, ...]:
+        return (
+            api_route(
+                "POST",
+                "/api/v1/storage/photos/upload",
+                self.upload_photo,
+                upload=UploadForm(fields=("metadata",)),
+                response=UploadedFile,
+                status=201,
+                other_statuses=(200,),
+                errors=(400, 413, 415, 422, 507),
+                tags=("photos",),
+                summary=(
+                    "upload a photo (JPEG, PNG, WebP, GIF, HEIC/HEIF); 200 if the same bytes exist"
+                ),
+            ),
+            api_route(
+                "GET",
+                "/api/v1/photos",
+                self.list_photos,
+                query=PageQuery,
+                response=PhotoPage,
+                tags=("photos",),
+                summary="the caller's photos, newest first",
+            ),
+            api_route(
+                "GET",
+                "/api/v1/photos/{file_id}",
+                self.get_photo,
+                response=PhotoView,
+                errors=(404,),
+                tags=("photos",),
+                summary="a photo with its versions and analysis",
+            ),
+            api_route(
+                "GET",
+                "/api/v1/files/download/{file_id}",
+                self.download,
+                query=DownloadQuery,
+                media_type="image/*",
+                download=True,
+                auth="user_or_frame",
+                errors=(400, 403, 404),
+                tags=("photos",),
+                summary="the original bytes or a version (ETag; 304 on If-None-Match); "
+                "a frame may fetch only size=frame, for itself, of the photos in its albums",
+            ),
+            api_route(
+                "DELETE",
+                "/api/v1/files/{file_id}",
+                self.delete_file,
+                status=204,
+                errors=(404,),
+                tags=("photos",),
+                summary="delete a photo everywhere",
+            ),
+        )

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from actors.http import Page, PageQuery, api_route
+from actors.http import ApiRoute, Page, PageQuery, RequestContext, api_route
 from actors.telemetry import (
     DEFAULT_QUERY_LIMIT,
     MAX_QUERY_LIMIT,
@@ -35,10 +35,10 @@ from actors.telemetry import (
     Resolution,
     ResolveAlert,
     Severity,
+    TelemetryMessage,
     TelemetrySeries,
 )
-
-from ._peers import Api
+from supervision import ActorRef
 
 MetricName = Annotated[str, msgspec.Meta(pattern=METRIC_NAME_PATTERN)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -94,190 +94,187 @@ def _epoch(moment: datetime | None) -> float | None:
     return moment.timestamp()
 
 
-async def define_metric(context: Api, body: NewMetric) -> MetricView:
-    metric: MetricView = await context.peers.telemetry.ask(
-        DefineMetric(
-            name=body.name,
-            unit=body.unit,
-            kind=body.kind,
-            retention_days=body.retention_days,
-            user_id=context.user_id,
-            correlation_id=context.correlation_id,
-        ),
-    )
-    return metric
+class TelemetryRoutes:
+    """Metrics, alert rules, alerts and frames' samples."""
 
+    def __init__(self, telemetry: ActorRef[TelemetryMessage]) -> None:
+        self._telemetry = telemetry
 
-async def list_metrics(context: Api, _: None) -> Page[MetricView]:
-    page = context.query(PageQuery)
-    reply: MetricPage = await context.peers.telemetry.ask(
-        ListMetrics(limit=page.limit, cursor=page.cursor)
-    )
-    return Page(items=reply.items, next_cursor=reply.next_cursor)
+    async def define_metric(self, context: RequestContext, body: NewMetric) -> MetricView:
+        return await self._telemetry.ask(
+            DefineMetric(
+                name=body.name,
+                unit=body.unit,
+                kind=body.kind,
+                retention_days=body.retention_days,
+                user_id=context.user_id,
+                correlation_id=context.correlation_id,
+            ),
+        )
 
+    async def list_metrics(self, context: RequestContext, _: None) -> Page[MetricView]:
+        page = context.query(PageQuery)
+        reply: MetricPage = await self._telemetry.ask(
+            ListMetrics(limit=page.limit, cursor=page.cursor)
+        )
+        return Page(items=reply.items, next_cursor=reply.next_cursor)
 
-async def create_alert_rule(context: Api, body: NewAlertRule) -> AlertRuleView:
-    rule: AlertRuleView = await context.peers.telemetry.ask(
-        CreateAlertRule(
-            metric=body.metric,
-            comparison=body.comparison,
-            threshold=body.threshold,
-            for_seconds=body.for_seconds,
-            severity=body.severity,
-            device_id=body.device_id,
-            model=body.model,
-            clear_threshold=body.clear_threshold,
-            user_id=context.user_id,
-            correlation_id=context.correlation_id,
-        ),
-    )
-    context.response_headers["Location"] = f"/api/v1/alert-rules/{rule.rule_id}"
-    return rule
+    async def create_alert_rule(self, context: RequestContext, body: NewAlertRule) -> AlertRuleView:
+        rule: AlertRuleView = await self._telemetry.ask(
+            CreateAlertRule(
+                metric=body.metric,
+                comparison=body.comparison,
+                threshold=body.threshold,
+                for_seconds=body.for_seconds,
+                severity=body.severity,
+                device_id=body.device_id,
+                model=body.model,
+                clear_threshold=body.clear_threshold,
+                user_id=context.user_id,
+                correlation_id=context.correlation_id,
+            ),
+        )
+        context.response_headers["Location"] = f"/api/v1/alert-rules/{rule.rule_id}"
+        return rule
 
+    async def list_alert_rules(self, context: RequestContext, _: None) -> Page[AlertRuleView]:
+        page = context.query(PageQuery)
+        reply: AlertRulePage = await self._telemetry.ask(
+            ListAlertRules(limit=page.limit, cursor=page.cursor)
+        )
+        return Page(items=reply.items, next_cursor=reply.next_cursor)
 
-async def list_alert_rules(context: Api, _: None) -> Page[AlertRuleView]:
-    page = context.query(PageQuery)
-    reply: AlertRulePage = await context.peers.telemetry.ask(
-        ListAlertRules(limit=page.limit, cursor=page.cursor)
-    )
-    return Page(items=reply.items, next_cursor=reply.next_cursor)
+    async def list_alerts(self, context: RequestContext, _: None) -> Page[AlertView]:
+        query = context.query(AlertQuery)
+        reply: AlertPage = await self._telemetry.ask(
+            ListAlerts(
+                state=query.state, device_id=query.device_id, limit=query.limit, cursor=query.cursor
+            ),
+        )
+        return Page(items=reply.items, next_cursor=reply.next_cursor)
 
+    async def acknowledge_alert(self, context: RequestContext, _: None) -> AlertView:
+        return await self._telemetry.ask(
+            AcknowledgeAlert(
+                alert_id=context.path_params["alert_id"],
+                user_id=context.user_id,
+                correlation_id=context.correlation_id,
+            ),
+        )
 
-async def list_alerts(context: Api, _: None) -> Page[AlertView]:
-    query = context.query(AlertQuery)
-    reply: AlertPage = await context.peers.telemetry.ask(
-        ListAlerts(
-            state=query.state, device_id=query.device_id, limit=query.limit, cursor=query.cursor
-        ),
-    )
-    return Page(items=reply.items, next_cursor=reply.next_cursor)
+    async def resolve_alert(self, context: RequestContext, body: AlertResolution) -> AlertView:
+        return await self._telemetry.ask(
+            ResolveAlert(
+                alert_id=context.path_params["alert_id"],
+                note=body.note,
+                user_id=context.user_id,
+                correlation_id=context.correlation_id,
+            ),
+        )
 
+    async def device_telemetry(self, context: RequestContext, _: None) -> TelemetrySeries:
+        query = context.query(TelemetryQuery)
+        return await self._telemetry.ask(
+            QueryTelemetry(
+                device_id=context.path_params["device_id"],
+                metric=query.metric,
+                since=_epoch(query.since),
+                until=_epoch(query.until),
+                resolution=query.resolution,
+                limit=query.limit,
+            ),
+        )
 
-async def acknowledge_alert(context: Api, _: None) -> AlertView:
-    alert: AlertView = await context.peers.telemetry.ask(
-        AcknowledgeAlert(
-            alert_id=context.path_params["alert_id"],
-            user_id=context.user_id,
-            correlation_id=context.correlation_id,
-        ),
-    )
-    return alert
-
-
-async def resolve_alert(context: Api, body: AlertResolution) -> AlertView:
-    alert: AlertView = await context.peers.telemetry.ask(
-        ResolveAlert(
-            alert_id=context.path_params["alert_id"],
-            note=body.note,
-            user_id=context.user_id,
-            correlation_id=context.correlation_id,
-        ),
-    )
-    return alert
-
-
-async def device_telemetry(context: Api, _: None) -> TelemetrySeries:
-    query = context.query(TelemetryQuery)
-    series: TelemetrySeries = await context.peers.telemetry.ask(
-        QueryTelemetry(
-            device_id=context.path_params["device_id"],
-            metric=query.metric,
-            since=_epoch(query.since),
-            until=_epoch(query.until),
-            resolution=query.resolution,
-            limit=query.limit,
-        ),
-    )
-    return series
-
-
-TELEMETRY_ROUTES = (
-    api_route(
-        "POST",
-        "/api/v1/metrics",
-        define_metric,
-        body=NewMetric,
-        response=MetricView,
-        status=201,
-        auth="admin",
-        errors=(422,),
-        tags=("telemetry",),
-        summary="define a metric (name, unit, kind, retention); defining it again replaces it",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/metrics",
-        list_metrics,
-        query=PageQuery,
-        response=Page[MetricView],
-        auth="admin",
-        tags=("telemetry",),
-        summary="the defined metrics, oldest first",
-    ),
-    api_route(
-        "POST",
-        "/api/v1/alert-rules",
-        create_alert_rule,
-        body=NewAlertRule,
-        response=AlertRuleView,
-        status=201,
-        auth="admin",
-        errors=(404, 422),
-        tags=("telemetry",),
-        summary="an alert rule for one frame, a model or every frame, with a for-duration "
-        "and a clear threshold",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/alert-rules",
-        list_alert_rules,
-        query=PageQuery,
-        response=Page[AlertRuleView],
-        auth="admin",
-        tags=("telemetry",),
-        summary="the alert rules, oldest first (disabled ones too)",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/alerts",
-        list_alerts,
-        query=AlertQuery,
-        response=Page[AlertView],
-        auth="admin",
-        errors=(400,),
-        tags=("telemetry",),
-        summary="alerts, newest first, by state and frame",
-    ),
-    api_route(
-        "POST",
-        "/api/v1/alerts/{alert_id}/acknowledge",
-        acknowledge_alert,
-        response=AlertView,
-        auth="admin",
-        errors=(404, 409),
-        tags=("telemetry",),
-        summary="acknowledge an active alert",
-    ),
-    api_route(
-        "POST",
-        "/api/v1/alerts/{alert_id}/resolve",
-        resolve_alert,
-        body=AlertResolution,
-        response=AlertView,
-        auth="admin",
-        errors=(404, 409, 422),
-        tags=("telemetry",),
-        summary="resolve an open alert with a note",
-    ),
-    api_route(
-        "GET",
-        "/api/v1/devices/{device_id}/telemetry",
-        device_telemetry,
-        query=TelemetryQuery,
-        response=TelemetrySeries,
-        auth="admin",
-        errors=(400, 404, 422),
-        tags=("telemetry",),
-        summary="a frame's samples of one metric, raw or as 1-minute aggregates",
-    ),
-)
+    def routes(self) -> tuple[ApiRoute, ...]:
+        return (
+            api_route(
+                "POST",
+                "/api/v1/metrics",
+                self.define_metric,
+                body=NewMetric,
+                response=MetricView,
+                status=201,
+                auth="admin",
+                errors=(422,),
+                tags=("telemetry",),
+                summary=(
+                    "define a metric (name, unit, kind, retention); defining it again replaces it"
+                ),
+            ),
+            api_route(
+                "GET",
+                "/api/v1/metrics",
+                self.list_metrics,
+                query=PageQuery,
+                response=Page[MetricView],
+                auth="admin",
+                tags=("telemetry",),
+                summary="the defined metrics, oldest first",
+            ),
+            api_route(
+                "POST",
+                "/api/v1/alert-rules",
+                self.create_alert_rule,
+                body=NewAlertRule,
+                response=AlertRuleView,
+                status=201,
+                auth="admin",
+                errors=(404, 422),
+                tags=("telemetry",),
+                summary="an alert rule for one frame, a model or every frame, with a for-duration "
+                "and a clear threshold",
+            ),
+            api_route(
+                "GET",
+                "/api/v1/alert-rules",
+                self.list_alert_rules,
+                query=PageQuery,
+                response=Page[AlertRuleView],
+                auth="admin",
+                tags=("telemetry",),
+                summary="the alert rules, oldest first (disabled ones too)",
+            ),
+            api_route(
+                "GET",
+                "/api/v1/alerts",
+                self.list_alerts,
+                query=AlertQuery,
+                response=Page[AlertView],
+                auth="admin",
+                errors=(400,),
+                tags=("telemetry",),
+                summary="alerts, newest first, by state and frame",
+            ),
+            api_route(
+                "POST",
+                "/api/v1/alerts/{alert_id}/acknowledge",
+                self.acknowledge_alert,
+                response=AlertView,
+                auth="admin",
+                errors=(404, 409),
+                tags=("telemetry",),
+                summary="acknowledge an active alert",
+            ),
+            api_route(
+                "POST",
+                "/api/v1/alerts/{alert_id}/resolve",
+                self.resolve_alert,
+                body=AlertResolution,
+                response=AlertView,
+                auth="admin",
+                errors=(404, 409, 422),
+                tags=("telemetry",),
+                summary="resolve an open alert with a note",
+            ),
+            api_route(
+                "GET",
+                "/api/v1/devices/{device_id}/telemetry",
+                self.device_telemetry,
+                query=TelemetryQuery,
+                response=TelemetrySeries,
+                auth="admin",
+                errors=(400, 404, 422),
+                tags=("telemetry",),
+                summary="a frame's samples of one metric, raw or as 1-minute aggregates",
+            ),
+        )

@@ -19,32 +19,37 @@ gateway does the rest for every route alike:
 * the route's entry in ``GET /openapi.json`` (OpenAPI 3.1, from the msgspec types; any valid
   token may read it).
 
-A route module looks like this (``Api`` is ``RequestContext[ApiPeers]``, where ``ApiPeers``
-holds the typed refs of the actors the routes ask, given to the gateway as ``peers``)::
+A route module is built with the refs of the actors it asks, and declares its routes::
 
     class NewAlbum(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
-    async def create_album(context: Api, body: NewAlbum) -> AlbumInfo:
-        return await context.peers.album.ask(
-            CreateAlbum(user_id=context.user_id, name=body.name,
-                        correlation_id=context.correlation_id)
-        )
+    class AlbumRoutes:
+        def __init__(self, album: ActorRef[AlbumMessage]) -> None:
+            self._album = album
 
-    async def list_albums(context: Api, _: None) -> AlbumPage:
-        page = context.query(PageQuery)
-        return await context.peers.album.ask(
-            ListAlbums(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
-        )
+        async def create_album(self, context: RequestContext, body: NewAlbum) -> AlbumInfo:
+            return await self._album.ask(
+                CreateAlbum(user_id=context.user_id, name=body.name,
+                            correlation_id=context.correlation_id)
+            )
 
-    ALBUM_ROUTES = (
-        api_route("POST", "/api/v1/albums", create_album, body=NewAlbum,
-                  response=AlbumInfo, status=201, errors=(422,), summary="create an album"),
-        api_route("GET", "/api/v1/albums", list_albums, query=PageQuery,
-                  response=AlbumPage, summary="the caller's albums"),
-    )
+        async def list_albums(self, context: RequestContext, _: None) -> AlbumPage:
+            page = context.query(PageQuery)
+            return await self._album.ask(
+                ListAlbums(user_id=context.user_id, limit=page.limit, cursor=page.cursor)
+            )
 
-and is served by passing ``routes=[*ALBUM_ROUTES, ...]`` and ``peers`` to ``HttpGateway``.
+        def routes(self) -> tuple[ApiRoute, ...]:
+            return (
+                api_route("POST", "/api/v1/albums", self.create_album, body=NewAlbum,
+                          response=AlbumInfo, status=201, errors=(422,),
+                          summary="create an album"),
+                api_route("GET", "/api/v1/albums", self.list_albums, query=PageQuery,
+                          response=AlbumPage, summary="the caller's albums"),
+            )
+
+and is served by passing ``routes=[*AlbumRoutes(album).routes(), ...]`` to ``HttpGateway``.
 A route that takes an ``upload=UploadForm(...)`` gets the ``StagedUpload``. Path parameters
 (``/api/v1/albums/{album_id}``) are in ``context.path_params``; a handler may also return a
 Starlette ``Response`` and add headers through ``context.response_headers``. A download

@@ -29,10 +29,10 @@ class NewUserRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 def account_routes(accounts: ActorRef[AccountsMessage]) -> tuple[ApiRoute, ...]:
     """``/api/v1/me`` and ``/api/v1/users``, answered by ``accounts``."""
 
-    async def who_am_i(context: RequestContext[object], _: None) -> Principal:
+    async def who_am_i(context: RequestContext, _: None) -> Principal:
         return context.principal
 
-    async def create_user(context: RequestContext[object], body: NewUserRequest) -> NewUser:
+    async def create_user(context: RequestContext, body: NewUserRequest) -> NewUser:
         return await accounts.ask(CreateUser(name=body.name, admin=body.admin))
 
     return (

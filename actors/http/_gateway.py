@@ -136,7 +136,7 @@ class HttpGateway(Actor[GatewayMessage]):
     Start it after the actors its routes ask: it stops first then, finishing requests in
     flight (up to ``graceful_timeout_s``) while they still answer.
     Uploads are staged in ``staging_dir``, which must be on the blobs' filesystem. Callers
-    are authenticated by ``accounts``; handlers find ``peers`` in their ``RequestContext``.
+    are authenticated by ``accounts``.
     """
 
     def __init__(
@@ -147,7 +147,6 @@ class HttpGateway(Actor[GatewayMessage]):
         staging_dir: Path,
         accounts: ActorRef[AccountsMessage],
         routes: Sequence[ApiRoute] = (),
-        peers: object = None,
         failed_auth_per_minute: int = 30,
         graceful_timeout_s: float = 3.0,
         title: str = "framehub",
@@ -162,7 +161,6 @@ class HttpGateway(Actor[GatewayMessage]):
         self._staging_dir = staging_dir
         self._routes = tuple(routes)
         self._accounts = accounts
-        self._peers = peers
         self._failed_auth_per_minute = failed_auth_per_minute
         self._graceful_timeout_s = graceful_timeout_s
         self._title = title
@@ -182,7 +180,6 @@ class HttpGateway(Actor[GatewayMessage]):
         pipeline = Pipeline(
             system=self.context.system,
             accounts=self._accounts,
-            peers=self._peers,
             staging_dir=self._staging_dir,
             max_upload_bytes=settings.max_upload_bytes,
             rate_limit_per_minute=settings.rate_limit_per_minute,
@@ -263,10 +260,10 @@ class HttpGateway(Actor[GatewayMessage]):
     # -- probes and the API description ---------------------------------------------------------
 
     def _probe_routes(self, pipeline: Pipeline) -> list[ApiRoute]:
-        async def healthz(context: RequestContext[object], _: None) -> Health:
+        async def healthz(context: RequestContext, _: None) -> Health:
             return Health(status="ok")
 
-        async def readyz(context: RequestContext[object], _: None) -> Health:
+        async def readyz(context: RequestContext, _: None) -> Health:
             problems = _not_running(self.context.system.snapshot())
             try:
                 with trio.fail_after(DATABASE_CHECK_TIMEOUT_S):
@@ -285,7 +282,7 @@ class HttpGateway(Actor[GatewayMessage]):
                 raise HttpProblem(503, "not ready: " + "; ".join(problems))
             return Health(status="ready")
 
-        async def openapi(context: RequestContext[object], _: None) -> Response:
+        async def openapi(context: RequestContext, _: None) -> Response:
             if self._openapi is None:
                 document = openapi_document(
                     self._served,
@@ -296,7 +293,7 @@ class HttpGateway(Actor[GatewayMessage]):
                 self._openapi = msgspec.json.encode(document)
             return Response(self._openapi, media_type="application/json")
 
-        async def asyncapi(context: RequestContext[object], _: None) -> Response:
+        async def asyncapi(context: RequestContext, _: None) -> Response:
             if self._asyncapi is None:
                 self._asyncapi = msgspec.json.encode(wire.asyncapi_document())
             return Response(self._asyncapi, media_type="application/json")

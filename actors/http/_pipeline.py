@@ -62,7 +62,6 @@ class Pipeline:
         *,
         system: ActorSystem,
         accounts: ActorRef[AccountsMessage],
-        peers: object,
         staging_dir: Path,
         max_upload_bytes: int,
         rate_limit_per_minute: int,
@@ -70,7 +69,6 @@ class Pipeline:
     ) -> None:
         self.system = system
         self.accounts = accounts
-        self.peers = peers
         self.staging_dir = staging_dir
         self.max_upload_bytes = max_upload_bytes
         self.requests = RateLimiter(rate_limit_per_minute)
@@ -185,14 +183,13 @@ class Pipeline:
                 query = msgspec.convert(dict(request.query_params), type=route.query, strict=False)
             except msgspec.ValidationError as error:
                 raise HttpProblem(400, f"invalid query parameter: {error}") from None
-        context = RequestContext[object](
+        context = RequestContext(
             request,
             principal=principal,
             query=query,
             correlation_id=correlation_id,
             base_url=self.base_url,
             system=self.system,
-            peers=self.peers,
         )
         if route.upload is not None and not route.upload.handler_reads:
             upload = await receive_upload(
@@ -217,7 +214,7 @@ class Pipeline:
             result = await route.handler(context, None)
         return self._render(route, result, context)
 
-    def _render(self, route: ApiRoute, result: object, context: RequestContext[object]) -> Response:
+    def _render(self, route: ApiRoute, result: object, context: RequestContext) -> Response:
         if isinstance(result, Response):
             response = result
         elif result is None:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from supervision import ActorSystem
 
 B = TypeVar("B")
-P = TypeVar("P")
 Q = TypeVar("Q")
 T = TypeVar("T")
 
@@ -33,7 +32,7 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 _PARAMETER = re.compile(r"\{([^{}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-Handler = Callable[["RequestContext[Any]", Any], Awaitable[object]]
+Handler = Callable[["RequestContext", Any], Awaitable[object]]
 
 
 # -- pagination --------------------------------------------------------------------------------
@@ -90,7 +89,7 @@ class ApiRoute:
 def api_route(
     method: str,
     path: str,
-    handler: Callable[[RequestContext[Any], B], Awaitable[object]],
+    handler: Callable[[RequestContext, B], Awaitable[object]],
     *,
     body: type[B] | None = None,
     upload: UploadForm | None = None,
@@ -169,10 +168,9 @@ def api_route(
 # -- what a handler sees -----------------------------------------------------------------------
 
 
-class RequestContext(Generic[P]):
-    """One request as a handler sees it: caller, parameters, and ``peers``, the refs of the
-    actors the routes ask (whatever the gateway was given: the hub gives its API's typed set,
-    so ``context.peers.album.ask(GetAlbum(...))`` is checked by mypy end to end)."""
+class RequestContext:
+    """One request as a handler sees it: the caller and the request's parameters. Handlers
+    reach actors through the refs their route module was built with."""
 
     __slots__ = (
         "_principal",
@@ -180,7 +178,6 @@ class RequestContext(Generic[P]):
         "_system",
         "base_url",
         "correlation_id",
-        "peers",
         "request",
         "response_headers",
     )
@@ -194,10 +191,8 @@ class RequestContext(Generic[P]):
         correlation_id: str,
         base_url: str,
         system: ActorSystem,
-        peers: P,
     ) -> None:
         self.request = request
-        self.peers = peers
         self._principal = principal
         self._query = query
         self.correlation_id = correlation_id

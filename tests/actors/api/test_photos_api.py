@@ -23,7 +23,6 @@ import pytest
 import trio
 from PIL import ImageStat
 
-from actors.api import ROUTES
 from actors.console import GetConsoleAddress
 from actors.events import AiMetadata
 from actors.mqtt import GetBrokerAddress
@@ -42,6 +41,7 @@ from tests.harness.photos import (
 )
 from tests.harness.photos_api import fits, new_album, versions_of
 from tests.harness.replies import body_of, download, problem
+from tests.harness.routes import declared_api_routes
 
 THUMBNAIL_BOX = (300, 200)
 HD_BOX = (1920, 1080)
@@ -859,7 +859,7 @@ async def test_openapi_lists_every_route_and_the_probes_answer(tmp_path: Path) -
         paths = document["paths"]
         missing = [
             f"{route.method} {route.path}"
-            for route in ROUTES
+            for route in declared_api_routes()
             if route.method.lower() not in paths.get(route.path, {})
         ]
         assert missing == [], missing

@@ -53,10 +53,10 @@ from schemathesis.generation.hypothesis.reporting import ignore_hypothesis_outpu
 from schemathesis.pytest._test_builder import build_operation_test
 from schemathesis.schemas import BaseSchema
 
-from actors.api import ROUTES
 from actors.frames import USER_COMMANDS
 from tests.harness.fuzz.openapi import KIND_OF, Caller, FuzzHub, fuzz_hub
 from tests.harness.photos import jpeg, png
+from tests.harness.routes import declared_api_routes
 
 ADMIN_EXAMPLES = (10, 300)
 """Fuzzed requests per operation (positive and negative together) with the admin's token,
@@ -132,7 +132,7 @@ PROBES = (
 """The gateway's own routes (declared inside it)."""
 OPERATIONS = [
     *PROBES,
-    *(f"{route.method} {route.path}" for route in ROUTES),
+    *(f"{route.method} {route.path}" for route in declared_api_routes()),
 ]
 """Every operation the hub serves; the last test checks it against the served document."""
 
