@@ -36,7 +36,7 @@ from actors.frames import (
 from actors.http import ApiRoute, Page, PageQuery, RequestContext, api_route
 from actors.mqtt import BridgeMessage, GetFrameEndpoint
 from actors.ota import GetPublicKey, OtaMessage
-from supervision import ActorNotFound, ActorRef
+from supervision import ActorRef
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
 Side = Annotated[int, msgspec.Meta(ge=1, le=MAX_PANEL_SIDE)]
@@ -161,17 +161,15 @@ class DeviceRoutes:
         )
         return await self._fleet.ask(GetDeviceView(device_id=device.device_id))
 
-    def _proxy_of(self, context: RequestContext) -> ActorRef[ProxyMessage]:
-        """The frame's proxy (after the registry said the frame exists: a 404 otherwise)."""
+    async def _proxy_of(self, context: RequestContext) -> ActorRef[ProxyMessage]:
+        """The frame's proxy, once the registry said the frame exists (a 404 otherwise)."""
         device_id = context.path_params["device_id"]
-        proxy = self._frames.find(device_id)
-        if proxy is None:
-            raise ActorNotFound(f"frame {device_id}")  # paired a moment ago: a 503, retried
-        return proxy
+        await self._devices.ask(GetDevice(device_id=device_id))
+        return self._frames.get(device_id)
 
     async def send_command(self, context: RequestContext, body: NewCommand) -> CommandView:
-        await self._devices.ask(GetDevice(device_id=context.path_params["device_id"]))
-        view = await self._proxy_of(context).ask(
+        proxy = await self._proxy_of(context)
+        view = await proxy.ask(
             SendCommand(
                 command=body.command,
                 file_id=body.args.file_id,
@@ -185,10 +183,8 @@ class DeviceRoutes:
         return view
 
     async def get_command(self, context: RequestContext, _: None) -> CommandView:
-        await self._devices.ask(GetDevice(device_id=context.path_params["device_id"]))
-        return await self._proxy_of(context).ask(
-            GetCommand(command_id=context.path_params["command_id"])
-        )
+        proxy = await self._proxy_of(context)
+        return await proxy.ask(GetCommand(command_id=context.path_params["command_id"]))
 
     async def delete_device(self, context: RequestContext, _: None) -> None:
         await self._devices.ask(

@@ -30,7 +30,7 @@ from actors.media import (
     VersionBlob,
 )
 from actors.uploader import DeletePhoto, OpenOriginal, StoredPhoto, StorePhoto, UploaderMessage
-from supervision import ActorNotFound, ActorRef
+from supervision import ActorRef
 
 UPLOAD_TIMEOUT_S = 120.0
 """An upload waits for validation in a worker thread, possibly behind others: be patient."""
@@ -151,23 +151,13 @@ class PhotoRoutes:
         if principal.kind == "frame":
             if frame_id not in (None, principal.id):
                 raise Forbidden("a frame may only fetch versions made for itself")
-            proxy = self._frames.find(principal.id)
-            if proxy is None:
-                raise ActorNotFound(f"frame {principal.id}")  # starting: a 503, retried
+            proxy = self._frames.get(principal.id)
             return await proxy.ask(OpenFrameVersion(file_id=file_id))
         if frame_id is None:
             raise BadRequest("size=frame needs frame_id")
         device = await self._devices.ask(GetDevice(device_id=frame_id))
-        width, height = device.panel
         return await self._media.ask(
-            GetFrameVersion(
-                file_id=file_id,
-                width=width,
-                height=height,
-                fill=True,
-                frame_id=frame_id,
-                user_id=principal.id,
-            ),
+            GetFrameVersion.filling(device.panel, file_id, frame_id, user_id=principal.id)
         )
 
     async def download(self, context: RequestContext, _: None) -> Response:

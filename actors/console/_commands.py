@@ -22,7 +22,7 @@ from actors.ota import (
     StartCampaign,
 )
 from actors.telemetry import AcknowledgeAlert, ResolveAlert, TelemetryMessage
-from supervision import ActorNotFound, ActorRef, FaultInjector
+from supervision import ActorRef, FaultInjector
 
 from ._protocol import Command, FaultInstalled, FaultRemoved
 
@@ -69,10 +69,7 @@ async def carry_out(
     if action.startswith("frame."):
         frame_id = _required(command.frame_id, "frame_id")
         await peers.devices.ask(GetDevice(device_id=frame_id))  # NotFound if unknown
-        proxy = peers.frames.find(frame_id)
-        if proxy is None:
-            raise ActorNotFound(f"frame {frame_id}")
-        return await proxy.ask(
+        return await peers.frames.get(frame_id).ask(
             SendCommand(
                 command=action.removeprefix("frame."),
                 file_id=command.file_id,

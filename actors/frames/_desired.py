@@ -77,7 +77,7 @@ async def refresh(
                 if blob is None or (blob.width, blob.height) != (width, height):
                     try:
                         blob = await media.ask(
-                            _version_for(frame_id, file_id, device.panel),
+                            GetFrameVersion.filling(device.panel, file_id, frame_id),
                             timeout=VERSION_ASK_TIMEOUT_S,
                         )
                     except DomainError as error:
@@ -109,15 +109,7 @@ async def open_version(frame_id: str, peers: ProxyPeers, file_id: str) -> Versio
     shown = await peers.album.ask(GetAlbumContents(album_ids=device.album_ids))
     if not any(file_id in photos for photos in shown.photos.values()):
         raise NotFound(f"no photo {file_id}")
-    return await peers.media.ask(_version_for(frame_id, file_id, device.panel))
-
-
-def _version_for(frame_id: str, file_id: str, panel: tuple[int, int]) -> GetFrameVersion:
-    """The version of ``file_id`` that fills the frame's panel."""
-    width, height = panel
-    return GetFrameVersion(
-        file_id=file_id, width=width, height=height, fill=True, frame_id=frame_id
-    )
+    return await peers.media.ask(GetFrameVersion.filling(device.panel, file_id, frame_id))
 
 
 def sync_photo(

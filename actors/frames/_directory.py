@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from supervision import ActorRef, ChildDirectory, ChildSpec
+from supervision import ActorNotFound, ActorRef, ChildDirectory, ChildSpec
 
 from ._proxy import ProxyMessage
 
@@ -28,6 +28,14 @@ class FrameDirectory:
         if not FRAME_ID.fullmatch(frame_id):
             return None
         return self._children.find(frame_id)
+
+    def get(self, frame_id: str) -> ActorRef[ProxyMessage]:
+        """The running proxy of ``frame_id``; ``ActorNotFound`` (a 503 at the edges, to be
+        retried: a frame paired a moment ago has its proxy starting) if there is none."""
+        proxy = self.find(frame_id)
+        if proxy is None:
+            raise ActorNotFound(f"frame {frame_id}")
+        return proxy
 
     def running(self, frame_id: str) -> bool:
         proxy = self.find(frame_id)

@@ -75,6 +75,21 @@ class GetFrameVersion(Request["VersionBlob"], frozen=True, kw_only=True):
     frame_id: str | None = None
     user_id: str | None = None
 
+    @classmethod
+    def filling(
+        cls, panel: tuple[int, int], file_id: str, frame_id: str, *, user_id: str | None = None
+    ) -> GetFrameVersion:
+        """The version of ``file_id`` that covers ``frame_id``'s panel (width, height)."""
+        width, height = panel
+        return cls(
+            file_id=file_id,
+            width=width,
+            height=height,
+            fill=True,
+            frame_id=frame_id,
+            user_id=user_id,
+        )
+
 
 class PhotoVersion(msgspec.Struct, frozen=True, kw_only=True):
     size: str

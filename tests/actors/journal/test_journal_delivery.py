@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,19 @@ async def test_seq_numbers_are_never_reused_after_the_journal_was_pruned_empty(
             await probe.wait_applied("sub", 3)
         assert probe.seqs("sub") == [1, 2, 3]
         await assert_exactly_once(hub.store, "sub", first + later)
+
+
+async def test_published_since_gives_the_recent_events_of_one_name_in_order(
+    tmp_path: Path,
+) -> None:
+    async with open_hub(tmp_path / "hub.db", lambda journal: []) as hub:
+        await publish(hub.store, device_deleted("frame-old"))
+        since = time.time()
+        await publish(hub.store, device_deleted("frame-a"), uploaded("file-1"))
+        await publish(hub.store, device_deleted("frame-b"))
+        recent = await hub.journal.published_since("device.deleted", since)
+        assert [(e.event_name, e.device_id) for e in recent] == [
+            ("device.deleted", "frame-a"),
+            ("device.deleted", "frame-b"),
+        ]
+        assert await hub.journal.published_since("device.deleted", time.time()) == []
