@@ -105,14 +105,22 @@ class HubRefs:
         return FrameDirectory(ChildDirectory[ProxyMessage](self.frames_supervisor))
 
 
+@dataclass(frozen=True, slots=True)
+class HubBlobs:
+    """The hub's blob stores, each with one owner: originals (the uploader), versions (the
+    media cache), firmware images (the OTA actor)."""
+
+    originals: BlobStore
+    versions: BlobStore
+    firmware: BlobStore
+
+
 def hub_tree(
     settings: Settings,
     journal: Journal,
-    originals: BlobStore,
-    versions: BlobStore,
+    blobs: HubBlobs,
     limiter: trio.CapacityLimiter,
     *,
-    firmware: BlobStore,
     signing_key: SigningKey,
     notifications: NotificationFeed,
     refs: HubRefs | None = None,
@@ -201,7 +209,7 @@ def hub_tree(
         ),
         ChildSpec(
             "uploader",
-            lambda: Uploader(store, originals, limiter),
+            lambda: Uploader(store, blobs.originals, limiter),
             mailbox_capacity=capacity,
             ref=refs.uploader,
         ),
@@ -210,7 +218,7 @@ def hub_tree(
         ),
         ChildSpec(
             "media",
-            lambda: MediaCache(store, journal, versions, limiter, originals=originals),
+            lambda: MediaCache(store, journal, blobs.versions, limiter, originals=blobs.originals),
             mailbox_capacity=capacity,
             ref=refs.media,
         ),
@@ -231,7 +239,7 @@ def hub_tree(
             lambda: OtaCampaigns(
                 store,
                 journal,
-                firmware,
+                blobs.firmware,
                 signing_key,
                 settings.ota,
                 public_url,
@@ -311,7 +319,7 @@ def hub_tree(
             lambda: HttpGateway(
                 settings.http,
                 store=store,
-                staging_dir=originals.staging,
+                staging_dir=blobs.originals.staging,
                 accounts=refs.accounts,
                 routes=api_routes(api_peers),
                 public_url=public_url,
@@ -343,16 +351,6 @@ def hub_tree(
             subtree("edge", Strategy.ONE_FOR_ONE, edge),
         ],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class HubBlobs:
-    """The hub's blob stores, each with one owner: originals (the uploader), versions (the
-    media cache), firmware images (the OTA actor)."""
-
-    originals: BlobStore
-    versions: BlobStore
-    firmware: BlobStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,10 +444,8 @@ async def serve(
             tree = hub_tree(
                 settings,
                 journal,
-                blobs.originals,
-                blobs.versions,
+                blobs,
                 limiter,
-                firmware=blobs.firmware,
                 signing_key=load_signing_key(data_dir),
                 notifications=NotificationFeed(),
                 refs=refs,
